@@ -1,0 +1,1 @@
+"""hoilib: a reproducible study of zero-shot HOI detection with CLIP (LAIN, HOICLIP components)."""
