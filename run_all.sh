@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Regenerate the study, or run its tests. Sets up the environment (.venv, from env.yml) when needed.
+#
+#   ./run_all.sh [PROFILE] [--redo] [--only NN]   run the notebooks in order with papermill
+#       PROFILE = default  the full study on the built-in world (CPU, ~1 h); writes results/ and results/executed/
+#                 smoke    a tiny run (minutes); re-executes notebooks/ in place (the outputs nbval checks),
+#                          writes results/smoke/
+#                 hicodet  real HICO-DET + ViT-B/16 on a GPU; needs HICODET_ROOT and CLIP_WEIGHTS set;
+#                          writes results/hicodet/
+#       --redo     re-run notebooks whose outputs are up to date (same notebook, code and profile)
+#       --only NN  run only the notebook whose name starts with NN (e.g. --only 05)
+#   ./run_all.sh test   run every test: pytest (unit tests) and nbval (the notebooks, smoke profile)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PROFILE=default REDO=0 ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    default|smoke|hicodet|test) PROFILE=$1 ;;
+    --redo) REDO=1 ;;
+    --only) ONLY=${2:?--only needs a notebook number}; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "run_all: unknown argument '$1' (see ./run_all.sh --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+python3 scripts/make_env.py env.yml .venv
+PY=.venv/bin/python
+export PYTHONHASHSEED=0 MPLBACKEND=Agg TRITON_INTERPRET=1 JUPYTER_PLATFORM_DIRS=1
+# Torch's CPU kernels are deterministic for a fixed thread count; pin it so that numbers reproduce.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+if [ "$PROFILE" = test ]; then
+  echo "run_all: unit tests"
+  "$PY" -m pytest -q -p no:cacheprovider tests
+  echo "run_all: notebooks under nbval (smoke profile)"
+  TQDM_DISABLE=1 "$PY" -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+      --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
+  exit 0
+fi
+
+case "$PROFILE" in
+  default) OUT=results/executed; PARAMS=(-p PROFILE default -p RESULTS_DIR ../results) ;;
+  smoke)   OUT=notebooks;        PARAMS=() ;;
+  hicodet)
+    : "${HICODET_ROOT:?set HICODET_ROOT to the folder holding instances_{train,test}2015.json, hico_20160224_det/ and the detection caches}"
+    : "${CLIP_WEIGHTS:?set CLIP_WEIGHTS to a local OpenAI ViT-B-16.pt file}"
+    OUT=results/hicodet/executed
+    PARAMS=(-p PROFILE hicodet -p RESULTS_DIR ../results/hicodet -p HICODET_ROOT "$(realpath "$HICODET_ROOT")"
+            -p CLIP_CHECKPOINT "$(realpath "$CLIP_WEIGHTS")") ;;
+esac
+mkdir -p "$OUT/.stamps"
+
+# Up to date = same notebook, same library code, same environment file, same profile.
+code_hash=$(cat env.yml $(git ls-files 'hoilib/*' 2>/dev/null || find hoilib -type f -name '*.py' -o -name '*.json' | sort) | sha256sum | cut -c1-16)
+notebooks=(notebooks/[0-9][0-9]_*.ipynb)
+n=${#notebooks[@]} i=0 start_all=$(date +%s)
+for nb in "${notebooks[@]}"; do
+  i=$((i + 1)); name=$(basename "$nb" .ipynb)
+  if [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]]; then continue; fi
+  stamp="$OUT/.stamps/$name"
+  want="$PROFILE $code_hash $(sha256sum "$nb" | cut -c1-16)"
+  if [ "$REDO" = 0 ] && [ "$OUT" != notebooks ] && [ -f "$OUT/$name.ipynb" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    echo "run_all: [$i/$n] $name is up to date (--redo to run it again)"
+    continue
+  fi
+  echo "run_all: [$i/$n] $name ($PROFILE) ..."
+  t0=$(date +%s)
+  if [ "$OUT" = notebooks ]; then target="$nb.tmp.ipynb"; else target="$OUT/$name.ipynb"; fi
+  if ! "$PY" -m papermill "$nb" "$target" "${PARAMS[@]}" -k python3 --cwd notebooks --no-progress-bar --log-level WARNING; then
+    echo "run_all: FAILED in $name; the executed notebook with the failing cell is $target" >&2
+    exit 1
+  fi
+  if [ "$OUT" = notebooks ]; then "$PY" scripts/strip_metadata.py "$target" && mv "$target" "$nb"; fi
+  if [ "$OUT" != notebooks ]; then "$PY" scripts/strip_metadata.py "$target"; fi
+  [ "$OUT" = notebooks ] || echo "$want" > "$stamp"
+  echo "run_all: [$i/$n] $name done in $(( $(date +%s) - t0 )) s"
+done
+echo "run_all: $PROFILE profile finished in $(( $(date +%s) - start_all )) s"

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hoilib import results, study
+from hoilib.analysis import _average_precision, crop
+
+
+def test_write_table_rounds_and_writes_csv_and_markdown(tmp_path):
+    df = pd.DataFrame({"setting": ["a", "b"], "value": [1.23456, 2.0]})
+    csv = results.write_table(df, "tab_x", tmp_path, caption="Caption.")
+    back = pd.read_csv(csv)
+    assert back["value"].tolist() == [1.23, 2.0]
+    md = (tmp_path / "tables" / "tab_x.md").read_text()
+    assert md.startswith("Caption.") and "| setting" in md and "1.23" in md and "1.2346" not in md
+
+
+def test_manifest_records_configs_seeds_and_versions(tmp_path):
+    path = results.write_manifest(tmp_path / "results", "01_x", "smoke", [0, 1], {"a": {"k": 1}}, "abc")
+    d = json.loads(path.read_text())
+    assert d["seeds"] == [0, 1] and d["data_hash"] == "abc" and d["configs"] == {"a": {"k": 1}}
+    assert d["packages"]["torch"] and d["profile"] == "smoke"
+
+
+def test_summaries_use_sample_std_over_seeds():
+    long = pd.DataFrame({"setting": ["LAIN"] * 3, "protocol": ["uc0", "uc1", "uc2"], "seed": [0, 1, 2],
+                         "metric": ["full"] * 3, "value": [30.0, 32.0, 34.0]})
+    s = study.summarise(study.collapse_uc(long))
+    assert len(s) == 1 and s["protocol"].iloc[0] == "uc"
+    assert s["mean"].iloc[0] == pytest.approx(32.0) and s["std"].iloc[0] == pytest.approx(2.0)
+    assert s["n_runs"].iloc[0] == 3
+
+
+def test_main_table_puts_paper_values_beside_ours():
+    rows = []
+    for seed, v in enumerate([30.0, 31.0, 32.0]):
+        for m in ("unseen", "seen", "full"):
+            rows.append(dict(setting="LAIN", protocol="rf_uc", seed=seed, metric=m, value=v))
+    t = study.main_table(pd.DataFrame(rows), ours="world")
+    r = t.iloc[0]
+    assert r["protocol"] == "RF-UC" and r["full_mean"] == pytest.approx(31.0) and r["full_std"] == pytest.approx(1.0)
+    assert r["paper_full"] == 34.41 and r["paper_unseen"] == 32.34 and r["ours_from"] == "world"
+
+
+def test_ablation_rows_match_the_paper_table():
+    assert list(study.ABLATIONS) == list(study.PAPER_ABLATION)
+    assert len(study.ABLATIONS) == 9
+
+
+def test_average_precision_known_answer():
+    # ranks: pos, neg, pos -> precisions at the positives 1 and 2/3 -> AP = (1 + 2/3) / 2
+    assert _average_precision(np.array([0.9, 0.8, 0.7]), np.array([1, 0, 1], bool)) == pytest.approx(5 / 6)
+    assert np.isnan(_average_precision(np.array([0.1]), np.array([0], bool)))
+
+
+def test_crop_pads_and_clips_to_the_image():
+    img = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
+    c = crop(img, np.array([2.0, 2.0, 6.0, 6.0]), pad=0.25)  # 1 px of padding each side
+    assert c.shape == (6, 6, 3) and (c == img[1:7, 1:7]).all()
+    assert crop(img, np.array([0.0, 0.0, 10.0, 10.0]), pad=0.5).shape == (10, 10, 3)
