@@ -74,7 +74,10 @@ class DetectionCache:
         cat = lambda xs, shape, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt)  # noqa: E731
         feats = None
         if dets and all(has_feats):
-            feats = cat([np.asarray(d.feats).reshape(len(d), -1) for d in dets], (0, 0), np.float32)
+            # Images without detections carry no feature width ((0, F) cannot be reshaped from size 0): skip them.
+            fs = [np.asarray(d.feats).reshape(len(d), -1) for d in dets if len(d)]
+            dim = max((np.asarray(d.feats).shape[-1] for d in dets if np.asarray(d.feats).ndim == 2), default=0)
+            feats = cat(fs, (0, dim), np.float32)
         out = cls(
             filenames=list(filenames), offsets=offsets,
             boxes=cat([np.asarray(d.boxes).reshape(-1, 4) for d in dets], (0, 4), np.float32),
