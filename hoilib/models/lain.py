@@ -1,0 +1,576 @@
+"""LAIN: Locality-Aware zero-shot HOI detection (CVPR 2025) on any open_clip VisionTransformer.
+
+Two-stage pipeline of the official code (lain-reference.md §1-9):
+detections -> kept boxes (NMS, thresholds; `pairs.select_detections`) -> every (human, other box) pair -> one HO
+token per pair = MLP([f_h; f_o]) -> the sequence [HO_1..HO_N, CLS, patches] through the frozen CLIP vision layers
+with one LA + IA adapter in front of each layer -> ln_post, proj, L2-normalise -> cosine with the prompt-learned
+class embeddings times exp(s) -> sigmoid(logit) * s_h^lambda * s_o^lambda.
+
+Differences from the released code, all keeping its results for ViT-B/16 at 224 px:
+- sizes (width, grid, layers, G/S) come from the CLIP model, so the same code runs the world's 8x8 ViT, ViT-B/16
+  and ViT-L/14; the IA's full-image box is [0, 0, S, S] (the official [0, 0, 224, 244] is a typo);
+- images are encoded as one batch: HO tokens are padded to the batch maximum; a padded slot, like every HO token,
+  sees only itself and the patches and is seen by nothing, so a batch gives what image-by-image encoding gives.
+Attention (True = blocked, the same mask in all layers): HO_i sees itself and the patches; CLS and the patches see
+CLS and the patches. The image path therefore stays vanilla CLIP plus the adapters' updates.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from .adapters import AdapterContext, plan_rois
+from .hoiclip import VerbClassifierHead, crop, union_box, vsa_from_sums, zero_shot_topk
+from .losses import interaction_loss
+from .pairs import assign_positives, make_pairs, paint_layout, scale_boxes, select_detections
+from .text import FrozenTextEncoder, PromptLearner, tokenize_prompts
+
+
+class LAIN(nn.Module):
+    """The LAIN model (plus optional HOICLIP components). Built by `hoilib.models.build_model`.
+
+    Args (keyword only):
+        clip: open_clip CLIP (frozen here). vocab: `Vocabulary`. tokenizer: open_clip tokenizer of `clip`.
+        adapters: one `LAINAdapter` per vision layer, or None ("w/o adapters").
+        layout_mlp: the shared layout-prior MLP (5 + E -> 128 -> 128 -> D_a) or None (no layout prior).
+        query_proj: HO-token MLP (2F -> 128 -> width). ho_feature: "detector" | "clip_roi"; det_feat_dim: F of
+            detector features. ho_roi_size: ROIAlign size r of the IA regions and of the "clip_roi"
+            features.
+        prompt_learner: `PromptLearner` over the class texts; text_mode: "verb" | "hoi".
+        object_text: [O + 1, E] frozen raw CLIP text embeddings of the object prompts ("nothing" last) or None.
+        seen_hoi: [C] bool, seen HOI classes of the protocol (training validity).
+        nms_thresh, box_score_thresh, min_instances, max_instances: detection filtering.
+        focal_alpha, focal_gamma, fg_iou, lambda_train, lambda_test: loss and scoring.
+        image_mean, image_std: input normalisation.
+        verb_head: `VerbClassifierHead` or None; verb_alpha: weight of S_v; zs_topk: training-free top-K.
+        text_encoder: the `FrozenTextEncoder` (for HOICLIP's frozen prompt embeddings).
+    """
+
+    def __init__(self, *, clip: nn.Module, vocab, tokenizer, adapters: nn.ModuleList | None,
+                 layout_mlp: nn.Module | None, query_proj: nn.Module, ho_feature: str, det_feat_dim: int,
+                 ho_roi_size: int, prompt_learner: PromptLearner, text_encoder: FrozenTextEncoder, text_mode: str,
+                 object_text: Tensor | None, seen_hoi: Tensor, nms_thresh: float = 0.5,
+                 box_score_thresh: float = 0.2, min_instances: int = 3, max_instances: int = 15,
+                 focal_alpha: float = 0.5, focal_gamma: float = 0.2, fg_iou: float = 0.5,
+                 lambda_train: float = 1.0, lambda_test: float = 2.8, image_mean=(0.485, 0.456, 0.406),
+                 image_std=(0.229, 0.224, 0.225), verb_head: VerbClassifierHead | None = None,
+                 verb_alpha: float = 0.5, zs_topk: int = 0):
+        super().__init__()
+        check_vision_tower(clip)
+        vis = clip.visual
+        self.clip = clip.eval()
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        self.vocab, self.tokenizer = vocab, tokenizer
+        self.width = vis.conv1.out_channels
+        self.grid = tuple(int(g) for g in vis.grid_size)
+        size = tuple(int(s) for s in vis.image_size)
+        if size[0] != size[1] or self.grid[0] * size[1] != self.grid[1] * size[0]:
+            raise ValueError(f"square CLIP inputs are required (image size {size}, grid {self.grid})")
+        self._size = size[0]
+        self.spatial_scale = self.grid[0] / self._size
+        self.adapters = adapters
+        if adapters is not None and len(adapters) != len(vis.transformer.resblocks):
+            raise ValueError(f"{len(adapters)} adapters for {len(vis.transformer.resblocks)} CLIP layers")
+        self.layout_mlp, self.query_proj = layout_mlp, query_proj
+        if ho_feature not in ("detector", "clip_roi"):
+            raise ValueError(f"ho_feature must be 'detector' or 'clip_roi', got {ho_feature!r}")
+        self.ho_feature, self.det_feat_dim, self.ho_roi_size = ho_feature, det_feat_dim, ho_roi_size
+        self.prompt_learner, self.text_encoder = prompt_learner, text_encoder
+        if text_mode not in ("verb", "hoi"):
+            raise ValueError(f"text_mode must be 'verb' or 'hoi', got {text_mode!r}")
+        self.text_mode = text_mode
+        self.num_targets = vocab.num_verbs if text_mode == "verb" else vocab.num_classes
+        self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))  # official logit_scale_text
+        if object_text is not None:
+            self.register_buffer("object_text", object_text.detach().clone(), persistent=False)
+        else:
+            self.object_text = None
+        self.nms_thresh, self.box_score_thresh = nms_thresh, box_score_thresh
+        self.min_instances, self.max_instances = min_instances, max_instances
+        self.focal_alpha, self.focal_gamma, self.fg_iou = focal_alpha, focal_gamma, fg_iou
+        self.lambda_train, self.lambda_test = lambda_train, lambda_test
+        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
+        self.verb_head, self.verb_alpha, self.zs_topk = verb_head, verb_alpha, zs_topk
+
+        # Class bookkeeping (derived from the vocabulary, not saved).
+        ov = torch.as_tensor(vocab.object_verb_to_hoi)  # [O, V], -1 = not a class
+        hoi = torch.as_tensor(vocab.hoi_classes)  # [C, 2] (verb, object)
+        if text_mode == "verb":
+            valid = ov >= 0
+        else:
+            valid = hoi[:, 1][None, :] == torch.arange(vocab.num_objects)[:, None]  # [O, C]
+        self.register_buffer("ov_to_hoi", ov, persistent=False)
+        self.register_buffer("hoi_verb", hoi[:, 0].clone(), persistent=False)
+        self.register_buffer("hoi_object", hoi[:, 1].clone(), persistent=False)
+        self.register_buffer("valid_all", valid, persistent=False)
+        seen_hoi = torch.as_tensor(seen_hoi, dtype=torch.bool)
+        if seen_hoi.shape != (vocab.num_classes,):
+            raise ValueError(f"seen_hoi must have {vocab.num_classes} entries, got {tuple(seen_hoi.shape)}")
+        self.register_buffer("seen_hoi", seen_hoi, persistent=False)
+        self._text_cache = None
+        self._hoi_text = None
+        self._masks = {}
+
+    # ---- properties and helpers for the engine ---------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        """S: CLIP input size; every box the model sees or returns (before `postprocess`) is in the S x S frame."""
+        return self._size
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def train(self, mode: bool = True) -> "LAIN":
+        super().train(mode)
+        self.clip.eval()  # frozen: CLIP never switches to training behaviour
+        return self
+
+    def trainable_parameters(self) -> list:
+        """Adapters, prompt contexts, layout MLP, HO-token MLP, logit scale (and the HOICLIP verb head)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def adapter_state_dict(self) -> dict:
+        """The model's state without the frozen CLIP weights (what a checkpoint needs; ~0.3% of ViT-B/16's)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("clip.")}
+
+    def load_adapter_state_dict(self, state: dict) -> None:
+        """Inverse of `adapter_state_dict` (strict over the non-CLIP entries)."""
+        own = set(self.adapter_state_dict())
+        missing, unexpected = own - set(state), set(state) - own
+        if missing or unexpected:
+            raise ValueError(f"adapter state does not match the model: missing {sorted(missing)[:5]}, "
+                             f"unexpected {sorted(unexpected)[:5]}")
+        self.load_state_dict(state, strict=False)
+
+    def preprocess(self, images: list) -> Tensor:
+        """uint8 [H, W, 3] RGB images -> [B, 3, S, S] float (CPU): bicubic resize to S x S without keeping the aspect
+        ratio (PIL, as the official `IResize`), then normalised with `image_mean` / `image_std`."""
+        s = self._size
+        out = []
+        for im in images:
+            im = np.asarray(im)
+            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                raise ValueError(f"expected uint8 [H, W, 3] images, got {im.dtype} {im.shape}")
+            if im.shape[:2] != (s, s):
+                im = np.asarray(Image.fromarray(im).resize((s, s), Image.BICUBIC))
+            out.append(torch.tensor(im))  # a copy: images may be read-only memory maps
+        x = torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
+        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
+        return (x - mean) / std  # on the CPU: the engine's collate function may run in worker processes
+
+    def detections_input(self, dets: list, sizes: list) -> list:
+        """`Detections` of original images (xyxy pixels, sizes (W, H)) -> the forward's detection dicts (S frame)."""
+        out = []
+        for d, wh in zip(dets, sizes):
+            boxes = torch.as_tensor(np.asarray(d.boxes, np.float32).reshape(-1, 4), device=self.device)
+            feats = None if d.feats is None else torch.as_tensor(np.asarray(d.feats, np.float32), device=self.device)
+            out.append(dict(boxes=scale_boxes(boxes, tuple(wh), (self._size, self._size)),
+                            scores=torch.as_tensor(np.asarray(d.scores, np.float32), device=self.device),
+                            labels=torch.as_tensor(np.asarray(d.labels, np.int64), device=self.device),
+                            feats=feats))
+        return out
+
+    def targets_input(self, gts: list, sizes: list) -> list:
+        """Ground-truth dicts (boxes_h, boxes_o [M, 4] original pixels; verb, object, hoi [M]) -> S frame."""
+        out = []
+        for g, wh in zip(gts, sizes):
+            t = {k: torch.as_tensor(np.asarray(g[k], np.int64), device=self.device) for k in ("verb", "object", "hoi")}
+            for k in ("boxes_h", "boxes_o"):
+                b = torch.as_tensor(np.asarray(g[k], np.float32).reshape(-1, 4), device=self.device)
+                t[k] = scale_boxes(b, tuple(wh), (self._size, self._size))
+            out.append(t)
+        return out
+
+    # ---- text -----------------------------------------------------------------------------------------
+    def text_features(self) -> Tensor:
+        """[T, E] L2-normalised class embeddings from the prompt learner (cached while nothing can change them)."""
+        ctx = self.prompt_learner.ctx
+        key = (ctx._version, ctx.data_ptr(), ctx.device)
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable and self._text_cache is not None and self._text_cache[0] == key:
+            return self._text_cache[1]
+        t = self.prompt_learner()
+        if cacheable:
+            self._text_cache = (key, t)
+        return t
+
+    def hoi_text_features(self) -> Tensor:
+        """[C, E] frozen, L2-normalised CLIP embeddings of the plain HOI prompts (HOICLIP's E_inter)."""
+        if self._hoi_text is None or self._hoi_text.device != self.device:
+            tok = tokenize_prompts(self.tokenizer, [p.rstrip(". ") + "." for p in self.vocab.hoi_prompts], 0,
+                                   int(self.clip.context_length)).to(self.device)
+            self._hoi_text = F.normalize(self.text_encoder.encode(tok), dim=-1)
+        return self._hoi_text
+
+    # ---- forward --------------------------------------------------------------------------------------
+    def forward(self, images: Tensor, detections: list, seen_mask: Tensor | None = None) -> list:
+        """
+        Args:
+            images: [B, 3, S, S] preprocessed CLIP inputs.
+            detections: B dicts: boxes [K, 4] float xyxy in the S x S frame, scores [K] in [0, 1], labels [K]
+                int64 (0 = person), feats [K, F] or None (needed when ho_feature == "detector").
+            seen_mask: [C] bool of seen HOI classes; restricts the (object, class) validity of the prior. None:
+                the protocol's seen classes in training mode, every class in eval mode.
+        Returns:
+            B dicts: boxes [K', 4] (kept, S frame), scores [K'], labels [K'], pairs [P, 2] (human, object indices
+            into the kept boxes), logits [P, T] (T = verbs, or HOI classes in "hoi" text mode), prior [P, T]
+            (s_h^lam * s_o^lam on valid (object, class) entries; lam = lambda_train in training mode, else
+            lambda_test).
+        """
+        s = self._size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (3, s, s):
+            raise ValueError(f"images must be [B, 3, {s}, {s}], got {tuple(images.shape)}")
+        if len(detections) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {len(detections)} detection sets")
+        kept = [self._select(d) for d in detections]
+        valid = self._validity(seen_mask)
+        lam = self.lambda_train if self.training else self.lambda_test
+        active = [b for b, k in enumerate(kept) if len(k["pairs"])]
+        ho = dict(zip(active, self.encode(images[active], [kept[b] for b in active]))) if active else {}
+        zs = None
+        if active and not self.training and self.zs_topk > 0:
+            zs = self.zero_shot_scores(images)
+        text = self.text_features() if active else None
+        scale = self.logit_scale.exp()
+        outputs = []
+        for b, k in enumerate(kept):
+            pairs = k["pairs"]
+            if b in ho:
+                o = ho[b]
+                logits = scale * F.normalize(o, dim=-1) @ text.t()
+                if self.verb_head is not None:
+                    s_v = scale * self.verb_head(o)  # [P, V]
+                    logits = logits + self.verb_alpha * (s_v if self.text_mode == "verb" else s_v[:, self.hoi_verb])
+                if zs is not None:
+                    logits = logits + self._zs_for_pairs(zs[b], k["labels"][pairs[:, 1]])
+            else:
+                logits = images.new_zeros(0, self.num_targets)
+            outputs.append(dict(boxes=k["boxes"], scores=k["scores"], labels=k["labels"], pairs=pairs,
+                                logits=logits, prior=self._prior(k["scores"], k["labels"], pairs, valid, lam)))
+        return outputs
+
+    def _select(self, d: dict) -> dict:
+        boxes, scores, labels = d["boxes"], d["scores"], d["labels"]
+        feats = d.get("feats")
+        keep, n_h = select_detections(boxes, scores, labels.long(), nms_thresh=self.nms_thresh,
+                                      score_thresh=self.box_score_thresh, min_instances=self.min_instances,
+                                      max_instances=self.max_instances)
+        out = dict(boxes=boxes[keep].float(), scores=scores[keep].float(), labels=labels[keep].long(),
+                   feats=None if feats is None else feats[keep].float())
+        out["pairs"] = make_pairs(n_h, int(keep.numel()), device=boxes.device)
+        return out
+
+    def _validity(self, seen_mask: Tensor | None) -> Tensor:
+        if seen_mask is None and not self.training:
+            return self.valid_all
+        seen = self.seen_hoi if seen_mask is None else torch.as_tensor(seen_mask, dtype=torch.bool,
+                                                                      device=self.valid_all.device)
+        if seen.shape != (self.vocab.num_classes,):
+            raise ValueError(f"seen_mask must have {self.vocab.num_classes} entries, got {tuple(seen.shape)}")
+        if self.text_mode == "verb":
+            return self.valid_all & seen[self.ov_to_hoi.clamp_min(0)]
+        return self.valid_all & seen[None, :]
+
+    @staticmethod
+    def _prior(scores: Tensor, labels: Tensor, pairs: Tensor, valid: Tensor, lam: float) -> Tensor:
+        s = scores[pairs[:, 0]].pow(lam) * scores[pairs[:, 1]].pow(lam)  # [P]
+        return s[:, None] * valid[labels[pairs[:, 1]]].to(s.dtype)
+
+    def _zs_for_pairs(self, zs: Tensor, objects: Tensor) -> Tensor:
+        """Per-image HOI scores [C] -> [P, T] additions for pairs whose object class is `objects` [P]."""
+        if self.text_mode == "verb":
+            idx = self.ov_to_hoi[objects]  # [P, V]
+            return torch.where(idx >= 0, zs[idx.clamp_min(0)], zs.new_zeros(()))
+        return zs[None, :] * (self.hoi_object[None, :] == objects[:, None]).to(zs.dtype)
+
+    @torch.no_grad()
+    def zero_shot_scores(self, images: Tensor) -> Tensor:
+        """HOICLIP's training-free scores [B, C]: top-`zs_topk` cosines of the global CLIP image embedding."""
+        emb = F.normalize(self.clip.encode_image(images), dim=-1)
+        return zero_shot_topk(emb, self.hoi_text_features(), self.zs_topk)
+
+    # ---- the vision side ------------------------------------------------------------------------------
+    def encode(self, images: Tensor, kept: list, return_tokens: bool = False):
+        """Run the adapted CLIP vision tower on a batch.
+
+        Args:
+            images: [B, 3, S, S]; kept: B dicts from `_select` (boxes, scores, labels, feats, pairs), each with
+                at least one pair.
+            return_tokens: also return the final residual stream [B, N_max + 1 + G, D] (for tests).
+        Returns:
+            B tensors [P_b, E]: the projected (unnormalised) HO tokens.
+        """
+        vis = self.clip.visual
+        b, d = images.shape[0], self.width
+        gh, gw = self.grid
+        counts = [int(k["pairs"].shape[0]) for k in kept]
+        n_max = max(counts)
+        dev = images.device
+        with torch.no_grad():  # the frozen patch embedding
+            pe = vis.conv1(images.to(vis.conv1.weight.dtype))  # [B, D, Gh, Gw]
+            pe = pe + vis.positional_embedding[1:].t().reshape(1, d, gh, gw).to(pe.dtype)
+        patches = pe.flatten(2).transpose(1, 2)  # [B, G, D]
+        cls = (vis.class_embedding + vis.positional_embedding[0]).to(patches.dtype).expand(b, 1, d)
+
+        # Flat bookkeeping: kept boxes of all images, then one full-image box per image (the CLS pseudo-pair).
+        n_box = [int(k["boxes"].shape[0]) for k in kept]
+        offs = np.concatenate([[0], np.cumsum(n_box)])
+        bidx = torch.repeat_interleave(torch.arange(b, device=dev), torch.as_tensor(n_box, device=dev))
+        boxes = torch.cat([k["boxes"] for k in kept])
+        full = images.new_tensor([0.0, 0.0, self._size, self._size]).expand(b, 4)
+        rois = torch.cat([torch.cat([bidx[:, None].to(boxes.dtype), boxes], 1),
+                          torch.cat([torch.arange(b, device=dev)[:, None].to(boxes.dtype), full], 1)])
+        n_all = int(offs[-1])
+        ph = torch.cat([k["pairs"][:, 0] + int(o) for k, o in zip(kept, offs)])
+        po = torch.cat([k["pairs"][:, 1] + int(o) for k, o in zip(kept, offs)])
+        p_tot = int(ph.numel())
+        img = torch.arange(b, device=dev)
+        tok_batch = torch.cat([torch.repeat_interleave(img, torch.as_tensor(counts, device=dev)), img])
+        tok_slot = torch.cat([torch.cat([torch.arange(c, device=dev) for c in counts]),
+                              torch.full((b,), n_max, dtype=torch.long, device=dev)])
+        full_row = n_all + torch.arange(b, device=dev)
+        pair_h, pair_o = torch.cat([ph, full_row]), torch.cat([po, full_row])
+
+        uses_ia = self.adapters is not None and any(a.ia is not None for a in self.adapters)
+        plan = None
+        if uses_ia or self.ho_feature == "clip_roi":  # ROIAlign weights, shared by every layer
+            plan = plan_rois(rois, b, self.grid, self.ho_roi_size, self.spatial_scale)
+        # HO tokens = MLP([f_h; f_o]), no positional embedding.
+        if self.ho_feature == "detector":
+            if any(k["feats"] is None for k in kept):
+                raise ValueError("model.ho_feature='detector' needs per-detection feats; these detections have "
+                                 "none (set model.ho_feature='clip_roi')")
+            f = torch.cat([k["feats"] for k in kept])
+            if f.shape[1] != self.det_feat_dim:
+                raise ValueError(f"detector feats have {f.shape[1]} dims, the model was built for "
+                                 f"{self.det_feat_dim} (model.det_feat_dim)")
+        else:
+            with torch.no_grad():  # = roi_align(patch embedding, box).mean over the r x r bins
+                f = plan.apply(patches)[:n_all].mean(1)  # [K, D]
+        tok = self.query_proj(torch.cat([f[ph], f[po]], -1))  # [P, D]
+        ho_seq = torch.index_put(patches.new_zeros(b, n_max, d), (tok_batch[:p_tot], tok_slot[:p_tot]),
+                                 tok.to(patches.dtype))
+        x = vis.ln_pre(torch.cat([ho_seq, cls, patches], 1))
+        mask = self._attention_mask(n_max, gh * gw, dev)
+
+        ctx = None
+        if self.adapters is not None:
+            layout = self.layout_prior(kept) if self.layout_mlp is not None else None
+            ctx = AdapterContext(n_tok=n_max + 1, grid=self.grid, layout=layout, rois=plan, tok_batch=tok_batch,
+                                 tok_slot=tok_slot, pair_h=pair_h, pair_o=pair_o)
+        for i, blk in enumerate(vis.transformer.resblocks):
+            if ctx is not None:
+                x = self.adapters[i](x, ctx)
+            x = run_block(blk, x, mask)
+        out = vis.ln_post(x[tok_batch[:p_tot], tok_slot[:p_tot]]) @ vis.proj  # [P, E]
+        feats = list(out.split(counts))
+        return (feats, x) if return_tokens else feats
+
+    def _attention_mask(self, n: int, g: int, device) -> Tensor:
+        """[L, L] bool, True = blocked, L = n + 1 + g: HO_i sees itself and the patches; CLS and the patches see
+        CLS and the patches (the official mask, lain-reference §4)."""
+        key = (n, g, str(device))
+        if key not in self._masks:
+            m = torch.zeros(n + 1 + g, n + 1 + g, dtype=torch.bool, device=device)
+            m[:n, :n + 1] = True
+            idx = torch.arange(n, device=device)
+            m[idx, idx] = False
+            m[n:, :n] = True
+            self._masks = {key: m}  # one entry: the batch maximum N changes from step to step
+        return self._masks[key]
+
+    def layout_prior(self, kept: list) -> Tensor:
+        """P_layout [B, Gh, Gw, D_a]: the shared MLP on [score, x1, y1, x2, y2, e_obj] of the box painted on top of
+        each cell (grid units, +0.5 on x2/y2; "nothing" cells: -1s and the embedding of "nothing")."""
+        none_label = self.object_text.shape[0] - 1
+        cells = []
+        for k in kept:
+            index, g = paint_layout(k["boxes"], self.grid, (self._size, self._size))
+            sb = torch.cat([torch.cat([k["scores"][:, None], g], 1), g.new_full((1, 5), -1.0)])  # [K+1, 5]
+            lab = torch.cat([k["labels"], k["labels"].new_full((1,), none_label)])
+            cells.append(torch.cat([sb[index], self.object_text[lab[index]].to(sb.dtype)], -1))  # [Gh, Gw, 5+E]
+        return self.layout_mlp(torch.stack(cells))
+
+    # ---- loss and post-processing ---------------------------------------------------------------------
+    def compute_loss(self, outputs: list, targets: list) -> dict:
+        """Official LAIN loss (see `losses.interaction_loss`).
+
+        Args:
+            outputs: the forward's output (training mode: prior at lambda_train, seen-class validity).
+            targets: B dicts: boxes_h, boxes_o [M, 4] (S frame), verb, object, hoi [M] int64.
+        Returns:
+            dict(loss=scalar tensor, loss_focal=detached copy, num_pos=int positives of this process).
+            Under torch.distributed the normaliser is the positives averaged over processes, as in the official code.
+        """
+        if len(outputs) != len(targets):
+            raise ValueError(f"{len(outputs)} outputs but {len(targets)} targets")
+        key = "verb" if self.text_mode == "verb" else "hoi"
+        logits, prior, labels = [], [], []
+        for out, tgt in zip(outputs, targets):
+            pairs = out["pairs"]
+            if pairs.shape[0] == 0:
+                continue
+            labels.append(assign_positives(out["boxes"][pairs[:, 0]], out["boxes"][pairs[:, 1]],
+                                           tgt["boxes_h"], tgt["boxes_o"], torch.as_tensor(tgt[key]).long(),
+                                           self.num_targets, self.fg_iou))
+            logits.append(out["logits"])
+            prior.append(out["prior"])
+        if not logits:
+            # No pair in the whole batch: a zero loss that still reaches a trainable parameter.
+            zero = self.logit_scale * 0.0
+            self._sync_num_pos(0)  # every process must join the all-reduce
+            return dict(loss=zero, loss_focal=zero.detach(), num_pos=0)
+        logits, prior, labels = torch.cat(logits), torch.cat(prior), torch.cat(labels)
+        n_local = int((labels[prior > 0] > 0).sum())
+        loss, n_pos = interaction_loss(logits.float(), prior.float(), labels.float(), alpha=self.focal_alpha,
+                                       gamma=self.focal_gamma, num_pos=self._sync_num_pos(n_local))
+        return dict(loss=loss, loss_focal=loss.detach(), num_pos=n_pos)
+
+    @staticmethod
+    def _sync_num_pos(n: int) -> float:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            backend = dist.get_backend()
+            dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+            t = torch.tensor([float(n)], device=dev)
+            dist.all_reduce(t)
+            return float(t.item()) / dist.get_world_size()
+        return float(n)
+
+    @torch.no_grad()
+    def postprocess(self, outputs: list, orig_sizes: list) -> list:
+        """Forward outputs -> detections of the original images (the evaluator's format, per image).
+
+        Args:
+            outputs: the forward's output; orig_sizes: B (W, H) of the original images.
+        Returns:
+            B dicts of numpy arrays: boxes_h, boxes_o [R, 4] float32 (continuous xyxy, original pixels), hoi [R]
+            int64, score [R] float32 = sigmoid(logit) * s_h^lambda_test * s_o^lambda_test, one row per (pair, class)
+            entry valid for the detected object (verbs map to HOIs through (object, verb)).
+        """
+        if len(outputs) != len(orig_sizes):
+            raise ValueError(f"{len(outputs)} outputs but {len(orig_sizes)} image sizes")
+        res = []
+        for out, wh in zip(outputs, orig_sizes):
+            pairs = out["pairs"]
+            prior = self._prior(out["scores"], out["labels"], pairs, self.valid_all, self.lambda_test)
+            p, t = torch.nonzero(prior).unbind(1)
+            score = torch.sigmoid(out["logits"][p, t].float()) * prior[p, t]
+            objects = out["labels"][pairs[p, 1]]
+            hoi = t if self.text_mode == "hoi" else self.ov_to_hoi[objects, t]
+            boxes = scale_boxes(out["boxes"].float(), (self._size, self._size), tuple(wh))
+            res.append(dict(boxes_h=boxes[pairs[p, 0]].cpu().numpy().astype(np.float32),
+                            boxes_o=boxes[pairs[p, 1]].cpu().numpy().astype(np.float32),
+                            hoi=hoi.cpu().numpy().astype(np.int64), score=score.cpu().numpy().astype(np.float32)))
+        return res
+
+    # ---- HOICLIP ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare_hoiclip(self, train_dataset, batch_size: int = 128, progress: bool = True) -> dict:
+        """Compute HOICLIP's verb classifier E_v by visual semantic arithmetic over the training set (§3.3).
+
+        Args:
+            train_dataset: indexable; item i is a dict with image (uint8 [H, W, 3]) and gt (boxes_h, boxes_o
+                [M, 4] continuous xyxy pixels; verb, object [M]), e.g. `HOIDataset`.
+        Returns:
+            dict(num_hoi_crops, num_object_crops, verbs_from_images, verbs_from_text (indices of the verbs that fell
+            back to their text embedding)).
+        """
+        if self.verb_head is None:
+            raise ValueError("the model has no verb classifier (model.use_verb_classifier is False)")
+        from tqdm.auto import tqdm
+
+        nv, no = self.vocab.num_verbs, self.vocab.num_objects
+        e = self.verb_head.weight.shape[1]
+        hoi_sum = torch.zeros(nv * no, e, device=self.device)
+        hoi_count = torch.zeros(nv * no, device=self.device)
+        obj_sum = torch.zeros(no, e, device=self.device)
+        crops, rows = [], []  # rows: (is_object, class id)
+
+        def flush():
+            if not crops:
+                return
+            f = self.clip.encode_image(self.preprocess(crops).to(self.device)).float()
+            is_obj = torch.tensor([r[0] for r in rows], device=self.device)
+            cid = torch.tensor([r[1] for r in rows], device=self.device)
+            hoi_sum.index_add_(0, cid[~is_obj], f[~is_obj])
+            hoi_count.index_add_(0, cid[~is_obj], torch.ones_like(cid[~is_obj], dtype=torch.float))
+            obj_sum.index_add_(0, cid[is_obj], f[is_obj])
+            crops.clear()
+            rows.clear()
+
+        n_hoi = n_obj = 0
+        for i in tqdm(range(len(train_dataset)), desc="HOICLIP verb classifier", disable=not progress):
+            item = train_dataset[i]
+            image, gt = np.asarray(item["image"]), item["gt"]
+            bh = np.asarray(gt["boxes_h"], np.float32).reshape(-1, 4)
+            bo = np.asarray(gt["boxes_o"], np.float32).reshape(-1, 4)
+            verb, obj = np.asarray(gt["verb"], np.int64), np.asarray(gt["object"], np.int64)
+            for box, v, o in zip(union_box(bh, bo), verb, obj):
+                crops.append(crop(image, box))
+                rows.append((False, int(v) * no + int(o)))
+                n_hoi += 1
+            # Each object instance once, even when it takes part in several pairs.
+            for j in np.unique(np.concatenate([bo, obj[:, None].astype(np.float32)], 1), axis=0, return_index=True)[1]:
+                crops.append(crop(image, bo[j]))
+                rows.append((True, int(obj[j])))
+                n_obj += 1
+            if len(crops) >= batch_size:
+                flush()
+        flush()
+        e_v, has = vsa_from_sums(hoi_sum.view(nv, no, e), hoi_count.view(nv, no), obj_sum)
+        text = self._verb_text_features()
+        e_v = torch.where(has[:, None], e_v, text)
+        self.verb_head.set_classifier(e_v)
+        return dict(num_hoi_crops=n_hoi, num_object_crops=n_obj,
+                    verbs_from_images=torch.nonzero(has).flatten().tolist(),
+                    verbs_from_text=torch.nonzero(~has).flatten().tolist())
+
+    @torch.no_grad()
+    def _verb_text_features(self) -> Tensor:
+        tok = tokenize_prompts(self.tokenizer, [p.rstrip(". ") + "." for p in self.vocab.verb_prompts], 0,
+                               int(self.clip.context_length)).to(self.device)
+        return F.normalize(self.text_encoder.encode(tok).float(), dim=-1)
+
+
+def check_vision_tower(clip: nn.Module) -> None:
+    """Raise unless `clip.visual` is a plain open_clip VisionTransformer whose layers LAIN can run itself."""
+    vis = getattr(clip, "visual", None)
+    need = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer", "ln_post", "proj")
+    if vis is None or any(not hasattr(vis, a) for a in need) or vis.proj is None:
+        raise ValueError("LAIN needs an open_clip VisionTransformer (conv1, class/positional embeddings, ln_pre, "
+                         "transformer, ln_post, proj)")
+    if getattr(vis, "attn_pool", None) is not None or getattr(vis, "pool_type", "tok") != "tok":
+        raise ValueError("LAIN needs CLS-token pooling (no attentional pooling)")
+    g = tuple(vis.grid_size)
+    if vis.positional_embedding.shape[0] != g[0] * g[1] + 1:
+        raise ValueError(f"positional embedding has {vis.positional_embedding.shape[0]} rows, expected "
+                         f"{g[0] * g[1] + 1} for a {g[0]}x{g[1]} grid")
+    for i, blk in enumerate(vis.transformer.resblocks):
+        if not (isinstance(getattr(blk, "attn", None), nn.MultiheadAttention)
+                and all(hasattr(blk, a) for a in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2"))):
+            raise ValueError(f"CLIP vision layer {i} is not an open_clip ResidualAttentionBlock "
+                             f"(ln_1, attn, ls_1, ln_2, mlp, ls_2); LAIN cannot run it")
+
+
+def run_block(blk: nn.Module, x: Tensor, mask: Tensor) -> Tensor:
+    """One frozen open_clip ResidualAttentionBlock with a boolean attention mask (True = blocked).
+
+    Calls its parts directly: open_clip's own `attention()` casts the mask to the activation dtype, which would turn
+    a boolean mask into an additive 0/1 mask.
+    """
+    h = blk.ln_1(x)
+    if not blk.attn.batch_first:
+        h = h.transpose(0, 1)
+    a = blk.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+    if not blk.attn.batch_first:
+        a = a.transpose(0, 1)
+    x = x + blk.ls_1(a)
+    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
