@@ -133,3 +133,191 @@ def clip_probe(clip, tokenizer, vocab: Vocabulary, annotations: HOIAnnotations, 
         "ambiguous_top1_crop": mean_(res["crop"], amb) if amb.any() else float("nan"),
         "ambiguous_top1_chance": mean_(res["chance"], amb) if amb.any() else float("nan"),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Looking inside LAIN (notebook 03)
+# ---------------------------------------------------------------------------------------------------------
+def _shape(x):
+    if isinstance(x, torch.Tensor):
+        return tuple(x.shape)
+    if isinstance(x, (list, tuple)):
+        return [_shape(v) for v in x if isinstance(v, (torch.Tensor, list, tuple))]
+    return None
+
+
+@torch.no_grad()
+def trace_shapes(model, images: torch.Tensor, detections: list, layers=(0,)):
+    """Run `model(images, detections)` and record input/output shapes of its main parts, in call order.
+
+    Returns a DataFrame (module, input shapes, output shape) and the model outputs."""
+    import pandas as pd
+
+    names = {"query_proj": model.query_proj, "layout_mlp": model.layout_mlp, "prompt_learner": model.prompt_learner}
+    n_layers = len(model.clip.visual.transformer.resblocks)
+    for i in layers:
+        i = i % n_layers
+        if model.adapters is not None:
+            if model.adapters[i].la is not None:
+                names[f"adapters[{i}].la (Locality Adapter)"] = model.adapters[i].la
+            if model.adapters[i].ia is not None:
+                names[f"adapters[{i}].ia (Interaction Adapter)"] = model.adapters[i].ia
+    rows, handles = [], []
+    for name, mod in names.items():
+        if mod is None:
+            continue
+        handles.append(mod.register_forward_hook(
+            lambda m, inp, out, name=name: rows.append({"module": name, "inputs": _shape(list(inp)),
+                                                        "output": _shape(out)})))
+    try:
+        outputs = model(images, detections)
+    finally:
+        for h in handles:
+            h.remove()
+    return pd.DataFrame(rows), outputs
+
+
+@torch.no_grad()
+def layout_map(model, detections: dict) -> dict:
+    """The LA layout for one image: which kept box is painted on top of each patch cell.
+
+    Args: detections: one forward-input dict (S frame). Returns dict(index [Gh, Gw] (K = no box), boxes [K, 4]
+    (S frame), labels [K], scores [K])."""
+    from .models.pairs import paint_layout
+
+    kept = model._select(detections)
+    index, _ = paint_layout(kept["boxes"], model.grid, (model.image_size, model.image_size))
+    return {"index": index.cpu().numpy(), "boxes": kept["boxes"].cpu().numpy(),
+            "labels": kept["labels"].cpu().numpy(), "scores": kept["scores"].cpu().numpy(),
+            "pairs": kept["pairs"].cpu().numpy()}
+
+
+@torch.no_grad()
+def ia_context_attention(model, images: torch.Tensor, detections: list, layer: int = -1) -> np.ndarray:
+    """Attention of one layer's IA context queries over each kept box's r x r ROI cells (first image).
+
+    The IA's learnable queries cross-attend to every box's ROIAlign tokens (context extraction, LAIN §3.3); this
+    returns their attention weights averaged over heads and queries: [K, r, r] for the K kept boxes of image 0
+    (the full-image pseudo-boxes are dropped). The model must be in eval mode (no dropout) and use context queries.
+    """
+    layer = layer % len(model.adapters)
+    ia = model.adapters[layer].ia
+    if ia is None or not ia.use_context:
+        raise ValueError("this model has no IA context queries (use_ia=False or ia_context=False)")
+    captured = {}
+    h = ia.roi_ln.register_forward_hook(lambda m, i, o: captured.__setitem__("r", o))
+    try:
+        model(images[:1], detections[:1])
+    finally:
+        h.remove()
+    r = captured["r"]  # [K + 1, r*r, Da]: kept boxes, then the full-image box
+    a, d = ia.context.attn, r.shape[-1]
+    heads = a.num_heads
+    q = F.linear(ia.queries.weight, a.in_proj_weight[:d], a.in_proj_bias[:d])  # [Q, Da]
+    k = F.linear(r, a.in_proj_weight[d:2 * d], a.in_proj_bias[d:2 * d])  # [K, rr, Da]
+    qh = q.view(q.shape[0], heads, d // heads).transpose(0, 1)  # [h, Q, d/h]
+    kh = k.view(k.shape[0], k.shape[1], heads, d // heads).permute(0, 2, 1, 3)  # [K, h, rr, d/h]
+    w = torch.softmax(qh[None] @ kh.transpose(-1, -2) / np.sqrt(d // heads), -1)  # [K, h, Q, rr]
+    s = ia.roi_size
+    return w.mean((1, 2))[:-1].view(-1, s, s).cpu().numpy()
+
+
+def parameter_table(model) -> "pd.DataFrame":
+    """Parameters per part of a LAIN model: trainable (adapters, prompts, MLPs) vs frozen (CLIP)."""
+    import pandas as pd
+
+    groups: dict = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "adapters":
+            key = f"adapters.{parts[2]}" if len(parts) > 2 else "adapters"
+            key = {"adapters.la": "Locality Adapters (all layers)",
+                   "adapters.ia": "Interaction Adapters (all layers)"}.get(key, key)
+        elif parts[0] == "clip":
+            key = "CLIP (frozen)"
+        else:
+            key = parts[0]
+        g = groups.setdefault(key, {"part": key, "parameters": 0, "trainable": 0})
+        g["parameters"] += p.numel()
+        g["trainable"] += p.numel() if p.requires_grad else 0
+    t = pd.DataFrame(list(groups.values()))
+    total = t[["parameters", "trainable"]].sum()
+    t = pd.concat([t, pd.DataFrame([{"part": "total", **total.to_dict()}])], ignore_index=True)
+    t["share_of_total_%"] = 100.0 * t["parameters"] / float(total["parameters"])
+    return t
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Qualitative results and detection quality (notebook 08)
+# ---------------------------------------------------------------------------------------------------------
+def prediction_correct(annotations: HOIAnnotations, pred: dict, rows: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """For prediction rows `rows`: True where a ground-truth pair of the same image and HOI class overlaps the
+    predicted pair with min(IoU_h, IoU_o) >= iou (GT boxes converted to continuous coordinates)."""
+    from .kernels import pair_min_iou_reference
+
+    bh, bo = annotations.continuous_boxes()
+    out = np.zeros(len(rows), bool)
+    for j, r in enumerate(np.asarray(rows)):
+        i, c = int(pred["image_index"][r]), int(pred["hoi"][r])
+        g = annotations.pairs_of(i)
+        g = g[annotations.hoi[g] == c]
+        if len(g):
+            t = lambda a: torch.as_tensor(np.asarray(a, np.float32).reshape(-1, 4))  # noqa: E731
+            v = pair_min_iou_reference(t(pred["boxes_h"][r]), t(pred["boxes_o"][r]), t(bh[g]), t(bo[g]))
+            out[j] = bool((v >= iou).any())
+    return out
+
+
+def top_predictions(pred: dict, image: int, top: int) -> np.ndarray:
+    """Rows of the `top` highest-scoring predictions of one image (stable order on ties)."""
+    rows = np.flatnonzero(pred["image_index"] == image)
+    return rows[np.argsort(-pred["score"][rows], kind="stable")[:top]]
+
+
+def pick_qualitative_images(annotations: HOIAnnotations, pred: dict, unseen, n: int = 8) -> list:
+    """The first `n` test images (in file order) that contain an unseen class and have predictions; padded with
+    other predicted images when fewer exist."""
+    unseen = set(np.asarray(unseen, np.int64).tolist())
+    has_pred = set(np.unique(pred["image_index"]).tolist())
+    with_unseen = [i for i in annotations.nonempty_images().tolist()
+                   if i in has_pred and unseen & set(annotations.hoi[annotations.pairs_of(i)].tolist())]
+    rest = [i for i in sorted(has_pred) if i not in set(with_unseen)]
+    return (with_unseen + rest)[:n]
+
+
+def scaled_detector(cfg, level: float) -> dict:
+    """Overrides that scale every noise parameter of the simulated detector by `level` (0 = ground-truth boxes
+    with constant scores, 1 = `cfg.detector` as it is)."""
+    d = cfg.detector
+    return {"detector.box_jitter": d.box_jitter * level, "detector.miss_rate": min(1.0, d.miss_rate * level),
+            "detector.false_positives": d.false_positives * level,
+            "detector.class_confusion": min(1.0, d.class_confusion * level), "detector.score_noise": d.score_noise * level}
+
+
+def detection_quality_sweep(base, variants: dict, seeds, levels, progress: bool = False):
+    """mAP of trained models (trained once on `base`'s detections, cached) evaluated on test detections of
+    several noise levels (`scaled_detector`). Returns a summary DataFrame: method, level, <metric>_mean/_std."""
+    import pandas as pd
+
+    from . import engine, runs
+    from .data.dataset import build_dataset
+    from .study import summarise, wide_table
+
+    rows = []
+    for name, overrides in variants.items():
+        for seed in seeds:
+            cfg = base.override(overrides, {"train.seed": int(seed)})
+            run = runs.run_experiment(cfg, progress=progress)  # trains once (cached)
+            cfg = engine.resolve_clip(cfg, progress=progress)
+            model = engine.load_trained_model(cfg, run["run_dir"])
+            for level in levels:
+                cl = cfg.override(scaled_detector(cfg, level))
+                test = build_dataset(cl, "test")
+                m = engine.evaluate_run(cl, engine.infer(cl, model, progress=progress, data=test), data=test)
+                for metric in ("unseen", "seen", "full"):
+                    if m.get(metric) is not None:
+                        rows.append(dict(setting=name, protocol=float(level), seed=int(seed), metric=metric,
+                                         value=float(m[metric])))
+    long = pd.DataFrame(rows)
+    t = wide_table(summarise(long), ["setting", "protocol"])
+    return t.rename(columns={"setting": "method", "protocol": "level"})

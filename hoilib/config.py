@@ -33,9 +33,10 @@ class WorldConfig:
     n_test: int = 1000  # HOI test images (HICO-DET: 9,658)
     n_caption: int = 20000  # image-caption pairs for pretraining the small CLIP ("the web")
     max_people: int = 3  # 1..max_people people per image
-    max_objects: int = 4  # 1..max_objects objects per image
-    long_tail: float = 1.1  # Zipf exponent of the HOI class frequencies
+    max_objects: int = 4  # up to max_objects objects besides people per image (people can be targets too)
+    long_tail: float = 1.2  # Zipf exponent of the HOI class frequencies (1.2: ~25% rare classes, HICO-DET: 23%)
     clutter: float = 1.0  # background clutter strength (0 = flat background)
+    caption_long_tail: float = 0.5  # Zipf exponent of the caption pool ("the web" covers every class more evenly)
 
 
 @dataclass
@@ -70,11 +71,15 @@ class ClipConfig:
     image_mean: tuple = (0.485, 0.456, 0.406)  # LAIN normalises with ImageNet statistics, not CLIP's
     image_std: tuple = (0.229, 0.224, 0.225)
     # Pretraining of the small CLIP on the world's captions (ignored when a checkpoint is given).
-    pretrain_epochs: int = 8
-    pretrain_batch_size: int = 256
+    pretrain_epochs: int = 6  # 19k pairs x 6 epochs x batch 64: ~8.5 min on 2 CPU cores (~230 images/s)
+    pretrain_batch_size: int = 64  # small batches: 4x the steps of 256 for the same time; from scratch the loss
+    # sits at ln(batch) for the first ~250 steps, so the number of steps is what the budget buys
     pretrain_lr: float = 1e-3
     pretrain_weight_decay: float = 0.1
     pretrain_seed: int = 0
+    pretrain_warmup: float = 0.05  # linear warmup as a fraction of all steps, then cosine decay to 0
+    pretrain_augment: bool = False  # random +-S/16 px shifts of caption images (off: ~1800 steps underfit anyway)
+    pretrain_holdout: float = 0.05  # fraction of the caption pairs held out for the retrieval accuracy
 
 
 @dataclass
@@ -92,14 +97,18 @@ class ModelConfig:
     ia_context: bool = True  # False = "IA: w/o context extraction" (no learnable context queries)
     adapter_dim: int = 32  # D_a; official scripts pass --adapt_dim 32
     n_context_queries: int = 10  # learnable IA context queries
-    roi_size: int = 7  # ROIAlign output size (official: 7 on a 14x14 grid)
+    roi_size: int = 0  # ROIAlign output size; 0 = ceil(grid / 2): official 7 on ViT-B/16's 14x14, 4 on the world's 8x8
     gamma_init: float = 1e-9  # gamma_LA / gamma_IA init (official: per-channel vectors at 1e-9)
     layout_alpha: float = 1.0  # F_hat = alpha * F_tilde + P_layout
     ho_feature: str = "auto"  # "detector" (cache feature vectors) | "clip_roi" (ROI-pooled CLIP patch embedding) | "auto"
+    det_feat_dim: int = 256  # F of the detector's per-box features (DETR decoder states: 256); HO MLP is 2F -> 128 -> width
+    adapter_heads: int = 2  # heads of the IA decoder layers (official: 2; their FFN is 2 * adapter_dim wide)
+    adapter_dropout: float = 0.1  # dropout of the IA decoder layers (official: 0.1)
     # Text side
     text_mode: str = "verb"  # "verb" (official: 117 verb prompts) | "hoi" (paper: one prompt per HOI class)
-    n_ctx: int = 24  # learnable prompt tokens (official: 24 for RF-UC, 36 for NF-UC/UO/UV)
-    class_specific_ctx: bool = True  # official: True except UV
+    n_ctx: int = 0  # learnable prompt tokens; 0 = official per protocol (24 RF-UC, 36 otherwise) x text context / 77
+    class_specific_ctx: str = "auto"  # "auto" (official: class-specific except UV) | "class" | "shared"
+    text_causal_mask: bool = True  # False = as the official code, whose modified CLIP drops the text causal mask
     # Detections -> pairs (official values)
     box_score_thresh: float = 0.2
     min_instances: int = 3
@@ -115,6 +124,7 @@ class ModelConfig:
     use_verb_classifier: bool = False  # visual-semantic-arithmetic verb classifier + verb adapter
     verb_alpha: float = 0.5  # S = S_inter + alpha * S_v (HOICLIP Tab. 7 best: 0.5)
     zs_topk: int = 0  # training-free enhancement: keep top-K global CLIP HOI scores (HOICLIP best: 10); 0 = off
+    verb_classifier_trainable: bool = True  # HOICLIP trains its verb_projection (initialised at E_v); False = fixed E_v
     kernel_impl: str = "auto"  # "auto" | "triton" | "torch"
 
 
@@ -132,6 +142,9 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     max_train_images: int = 0  # 0 = all; >0 truncates the training set (smoke runs)
+    drop_last: bool = True  # official: the last incomplete batch of an epoch is dropped
+    log_every: int = 20  # training steps between JSON-lines log records (epoch summaries are always logged)
+    num_threads: int = 0  # torch CPU threads for train/infer; 0 = torch's default (1 is faster on a busy CPU)
 
 
 @dataclass

@@ -148,3 +148,203 @@ def plot_class_frequencies(counts, rare_threshold: int = 10, unseen=None, names=
     ax.set_title(title or f"{C} HOI classes, {int(counts.sum())} pairs", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ---- study tables as figures (notebooks 05-07) ------------------------------------------------------------------
+def plot_method_bars(table, metrics=("unseen", "full")):
+    """Grouped bars: one group per protocol, one bar per method, error bars = std over seeds; one panel per metric.
+
+    `table` is `study.main_table(...)` (columns method, protocol, <metric>_mean, <metric>_std)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = list(dict.fromkeys(table["method"]))
+    protocols = list(dict.fromkeys(table["protocol"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.6), squeeze=False)
+    width = 0.8 / max(1, len(methods))
+    for ax, metric in zip(axes[0], metrics):
+        for k, m in enumerate(methods):
+            t = table[table["method"] == m].set_index("protocol").reindex(protocols)
+            x = np.arange(len(protocols)) + (k - (len(methods) - 1) / 2) * width
+            ax.bar(x, t[f"{metric}_mean"], width, yerr=t[f"{metric}_std"], capsize=2, label=m)
+        ax.set_xticks(np.arange(len(protocols)), protocols, rotation=20)
+        ax.set_ylabel(f"{metric} mAP (%)")
+        ax.set_title(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation_bars(table):
+    """Horizontal bars of unseen / seen / full mAP per ablation row (mean ± std over seeds)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = list(table["configuration"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.2), sharey=True)
+    y = np.arange(len(rows))
+    for ax, metric in zip(axes, ("unseen", "seen", "full")):
+        ax.barh(y, table[f"{metric}_mean"], xerr=table[f"{metric}_std"], capsize=2, color="tab:blue")
+        lo = float((table[f"{metric}_mean"] - table[f"{metric}_std"]).min())
+        ax.set_xlim(left=max(0.0, lo - 2))
+        ax.set_title(f"{metric} mAP (%)")
+    axes[0].set_yticks(y, rows)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweeps(tables: dict, metrics=("unseen", "full", "rare")):
+    """One panel per sweep (dict name -> `study.sweep_table`), lines = metrics with std error bars."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.3), squeeze=False)
+    for ax, (name, t) in zip(axes[0], tables.items()):
+        for metric in metrics:
+            if f"{metric}_mean" in t:
+                ax.errorbar(t[name], t[f"{metric}_mean"], yerr=t[f"{metric}_std"], marker="o", capsize=2,
+                            label=metric)
+        ax.set_xlabel(name)
+        ax.set_ylabel("mAP (%)")
+        ax.set_title(f"sweep of {name}")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---- looking inside LAIN (notebook 03) ------------------------------------------------------------------------
+def plot_layout_and_attention(image, layout: dict, attention, vocab, pair: int = 0):
+    """Three panels for one image: the kept detections, the LA layout map (which box is painted on each patch
+    cell), and the IA context attention over the ROI cells of the chosen pair's human and object boxes.
+
+    Args:
+        image: uint8 [S, S, 3] (the CLIP input frame); layout: `analysis.layout_map(...)`;
+        attention: [K, r, r] from `analysis.ia_context_attention` (or None); pair: index into layout["pairs"].
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    s = image.shape[0]
+    idx, boxes, labels = layout["index"], layout["boxes"], layout["labels"]
+    k = len(boxes)
+    gh, gw = idx.shape
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
+    cmap = plt.get_cmap("tab20")
+    ax = axes[0]
+    ax.imshow(image)
+    for j, b in enumerate(boxes):
+        ax.add_patch(Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, color=cmap(j % 20), lw=1.5))
+        ax.text(b[0], b[1], f"{j}:{vocab.objects[labels[j]]}", color="white", fontsize=6,
+                bbox=dict(facecolor=cmap(j % 20), pad=0.5, lw=0))
+    ax.set_title("kept detections (CLIP frame)")
+    ax = axes[1]
+    rgb = np.ones((gh, gw, 3))
+    for j in range(k):
+        rgb[idx == j] = cmap(j % 20)[:3]
+    ax.imshow(image, alpha=0.35, extent=(0, gw, gh, 0))
+    ax.imshow(rgb, alpha=0.65, extent=(0, gw, gh, 0))
+    for y in range(gh):
+        for x in range(gw):
+            ax.text(x + 0.5, y + 0.5, "·" if idx[y, x] == k else str(idx[y, x]), ha="center", va="center",
+                    fontsize=6)
+    ax.set_title(f"LA layout map ({gh}x{gw} patches; · = nothing)")
+    ax = axes[2]
+    ax.imshow(image)
+    if attention is not None and len(layout["pairs"]):
+        hh, oo = layout["pairs"][pair]
+        for j, c in ((hh, "Blues"), (oo, "Oranges")):
+            b = boxes[j]
+            ax.imshow(attention[j], cmap=c, alpha=0.6, extent=(b[0], b[2], b[3], b[1]))
+            ax.add_patch(Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, color="k", lw=1))
+        ax.set_xlim(0, s)
+        ax.set_ylim(s, 0)
+        ax.set_title(f"IA context attention, pair ({hh}: {vocab.objects[labels[hh]]}, "
+                     f"{oo}: {vocab.objects[labels[oo]]})", fontsize=8)
+    for a in axes:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+# ---- notebook 08 ---------------------------------------------------------------------------------------------
+def plot_qualitative(images, annotations, pred, vocab, indices, unseen=(), top: int = 3, ncols: int = 4):
+    """Top-`top` predicted interactions per image; green = matches a ground-truth pair of that class
+    (IoU >= 0.5 on both boxes), red = does not; '*' marks unseen classes. Boxes are drawn for the best one."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from .analysis import prediction_correct, top_predictions
+
+    unseen = set(np.asarray(unseen, np.int64).tolist())
+    n = len(indices)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, (3.1 + 0.25 * top) * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices):
+        ax.imshow(images[i])
+        rows = top_predictions(pred, i, top)
+        ok = prediction_correct(annotations, pred, rows)
+        lines = []
+        for k, (r, good) in enumerate(zip(rows, ok)):
+            c = int(pred["hoi"][r])
+            colour = "tab:green" if good else "tab:red"
+            if k == 0:
+                for b, ls in ((pred["boxes_h"][r], "-"), (pred["boxes_o"][r], "--")):
+                    ax.add_patch(Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, color=colour, lw=1.5, ls=ls))
+            lines.append((f"{'*' if c in unseen else ''}{vocab.hoi_name(c)} {pred['score'][r]:.2f}", colour))
+        for k, (text, colour) in enumerate(lines):
+            ax.text(0.0, -0.04 - 0.08 * k, text, color=colour, fontsize=7, transform=ax.transAxes, va="top")
+        ax.set_title(f"test #{i}", fontsize=8)
+    fig.tight_layout()
+    fig.subplots_adjust(hspace=0.25 + 0.09 * top)  # room for the prediction lines under each image
+    return fig
+
+
+def plot_ap_vs_frequency(per_class_long, train_counts, unseen=()):
+    """Per-class AP (mean over seeds) against the number of training pairs, one marker per setting.
+
+    per_class_long: run_grid(..., per_class=True) output (metric "ap_<c>"); train_counts: [C] after protocol
+    filtering (unseen classes have 0 and are drawn at 0.5 on the log axis)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    d = per_class_long[per_class_long["metric"].str.startswith("ap_")].copy()
+    d["cls"] = d["metric"].str[3:].astype(int)
+    mean = d.groupby(["setting", "cls"], sort=False)["value"].mean().reset_index()
+    counts = np.asarray(train_counts, float)
+    unseen = set(np.asarray(unseen, np.int64).tolist())
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    markers = ["o", "s", "^", "D"]
+    for k, (name, g) in enumerate(mean.groupby("setting", sort=False)):
+        x = np.maximum(counts[g["cls"].to_numpy()], 0.5)
+        is_unseen = np.array([c in unseen for c in g["cls"]])
+        ax.scatter(x[~is_unseen], g["value"][~is_unseen], s=14, marker=markers[k % 4], alpha=0.7,
+                   label=f"{name} (seen)")
+        ax.scatter(x[is_unseen], g["value"][is_unseen], s=22, marker=markers[k % 4], facecolors="none",
+                   edgecolors=f"C{k}", label=f"{name} (unseen)")
+    ax.set_xscale("log")
+    ax.axvline(10, color="grey", ls=":", lw=1)
+    ax.set_xlabel("training pairs of the class (unseen at 0.5)")
+    ax.set_ylabel("AP (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_detection_quality(quality, metrics=("full", "unseen")):
+    """mAP against the simulated detector's noise level, one line per method (mean ± std over seeds)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name, g in quality.groupby("method", sort=False):
+            ax.errorbar(g["level"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"], marker="o", capsize=2, label=name)
+        ax.set_xlabel("detector noise level (0 = ground-truth boxes, 1 = default)")
+        ax.set_ylabel(f"{metric} mAP (%)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import open_clip
@@ -37,8 +38,15 @@ def build_clip(arch: str, checkpoint: str = "", image_size: int | None = None) -
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown CLIP architecture {arch!r}; choose e.g. 'hoi-world-vit', 'ViT-B-16', 'ViT-L-14'")
     kwargs = {"force_image_size": image_size} if image_size else {}
-    # OpenAI's CLIP uses QuickGELU; so does the world's config (quick_gelu: true).
-    model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=True, **kwargs)
+    # OpenAI's CLIP uses QuickGELU; so does the world's config (quick_gelu: true). open_clip warns that no
+    # pretrained weights were loaded: weights come from `checkpoint` below (or the model is meant to be random).
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=True, **kwargs)
+    finally:
+        logger.setLevel(level)
     if checkpoint:
         path = Path(checkpoint)
         if not path.is_file():
@@ -58,11 +66,10 @@ def build_clip(arch: str, checkpoint: str = "", image_size: int | None = None) -
 
 
 def _read_state_dict(path: Path) -> dict:
-    try:  # OpenAI releases are TorchScript archives
-        jit = torch.jit.load(str(path), map_location="cpu")
-        return {k: v for k, v in jit.state_dict().items()}
-    except (RuntimeError, ValueError):
+    try:
         return torch.load(str(path), map_location="cpu", weights_only=False)
+    except RuntimeError:  # OpenAI's releases are TorchScript archives, which torch.load refuses
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
 
 
 def get_tokenizer(arch: str):

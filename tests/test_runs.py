@@ -1,0 +1,124 @@
+"""The experiment cache: digests, reuse, inference-only re-runs, resume, redo, and the long-format grid.
+
+The real LAIN model (random small CLIP from a checkpoint file) on the synthetic split of `_engine_standins`.
+"""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hoilib import engine, runs
+from hoilib.config import ExperimentConfig
+from hoilib.models.clip_backbone import build_clip
+
+from _engine_standins import tiny_split
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    splits = {"train": tiny_split(n=16, seed=0, split="train"), "test": tiny_split(n=10, seed=1, split="test")}
+    calls = {"train": 0, "test": 0}
+
+    def fake_build_dataset(cfg, split):
+        calls[split] += 1
+        return splits[split]
+
+    monkeypatch.setattr("hoilib.data.dataset.build_dataset", fake_build_dataset)
+    monkeypatch.setattr("hoilib.data.world.build_world", lambda cfg, progress=True: None, raising=False)
+    torch.manual_seed(0)
+    torch.save({"model": build_clip("hoi-world-vit").state_dict()}, tmp_path / "clip.pt")
+    cfg = ExperimentConfig().override({
+        "data.cache_dir": str(tmp_path / "cache"), "clip.checkpoint": str(tmp_path / "clip.pt"),
+        "train.epochs": 2, "train.batch_size": 4, "train.device": "cpu", "model.adapter_dim": 8,
+        "model.n_context_queries": 2})
+    return cfg, calls
+
+
+def test_digests_separate_training_from_inference_fields():
+    a = ExperimentConfig()
+    for key, value in [("model.lambda_test", 1.0), ("model.zs_topk", 5), ("eval.iou_rule", "pocket"),
+                       ("eval.ap", "area"), ("data.detections_test", "x.npz")]:
+        b = a.override({key: value})
+        assert runs.training_digest(b) == runs.training_digest(a), key
+        assert runs.inference_digest(b) != runs.inference_digest(a), key
+    for key, value in [("train.lr", 0.1), ("model.use_la", False), ("world.seed", 3), ("data.protocol", "uo"),
+                       ("clip.pretrain_epochs", 1), ("detector.miss_rate", 0.2), ("train.seed", 1)]:
+        assert runs.training_digest(a.override({key: value})) != runs.training_digest(a), key
+    for key, value in [("name", "x"), ("profile", "smoke"), ("data.cache_dir", "/elsewhere"),
+                       ("train.num_workers", 2), ("train.num_threads", 1), ("eval.batch_size", 3)]:
+        b = a.override({key: value})
+        assert runs.training_digest(b) == runs.training_digest(a), key
+        assert runs.inference_digest(b) == runs.inference_digest(a), key
+    assert runs.run_dir(a).parent.name == "runs"
+
+
+def test_run_experiment_caches_and_reruns_inference_only(setup):
+    cfg, calls = setup
+    m = runs.run_experiment(cfg, progress=False)
+    d = runs.run_dir(cfg)
+    for k in ("full", "rare", "non_rare", "unseen", "seen", "per_class", "train_time_s", "infer_time_s"):
+        assert k in m
+    assert len(m["per_class"]) == 8 and 0 <= m["full"] <= 100 and m["train_time_s"] > 0
+    assert json.loads((d / "config.json").read_text())["train"]["epochs"] == 2
+    assert (d / engine.CHECKPOINT).is_file() and (d / engine.LOG).is_file()
+    assert (d / f"predictions_{runs.inference_digest(cfg)}.npz").is_file()
+    ck_time = (d / engine.CHECKPOINT).stat().st_mtime_ns
+
+    # the same config again: cached metrics, nothing is built
+    before = dict(calls)
+    assert runs.run_experiment(cfg, progress=False) == m
+    assert calls == before
+
+    # an inference-only change: same run directory, no training, a second metrics file
+    cfg2 = cfg.override({"model.lambda_test": 1.0})
+    m2 = runs.run_experiment(cfg2, progress=False)
+    assert runs.run_dir(cfg2) == d and (d / engine.CHECKPOINT).stat().st_mtime_ns == ck_time
+    assert calls["train"] == before["train"]
+    assert m2["train_time_s"] == m["train_time_s"] and m2["infer_digest"] != m["infer_digest"]
+    assert len(list(d.glob("metrics_*.json"))) == 2
+    # a different lambda changes the scores, hence (in general) the predictions file
+    p1 = np.load(d / f"predictions_{m['infer_digest']}.npz")
+    p2 = np.load(d / f"predictions_{m2['infer_digest']}.npz")
+    assert p1["score"].shape == p2["score"].shape and not np.allclose(p1["score"], p2["score"])
+
+    # redo: retrain
+    m3 = runs.run_experiment(cfg, redo=True, progress=False)
+    assert (d / engine.CHECKPOINT).stat().st_mtime_ns != ck_time
+    assert m3["full"] == pytest.approx(m["full"])  # deterministic on the CPU
+    assert len(list(d.glob("metrics_*.json"))) == 1
+
+
+def test_interrupted_run_resumes(setup):
+    cfg, _ = setup
+    d = runs.run_dir(cfg)
+    # a first session that got through epoch 1 of 2 (same training config, so the checkpoint matches)
+    engine.train(cfg.override({"train.epochs": 2}), d, progress=False,
+                 data=tiny_split(n=16, seed=0, split="train"))
+    ck = torch.load(d / engine.CHECKPOINT, weights_only=False)
+    ck.update(epoch=1, complete=False, history=ck["history"][:1])
+    torch.save(ck, d / engine.CHECKPOINT)
+    m = runs.run_experiment(cfg, progress=False)
+    ck = torch.load(d / engine.CHECKPOINT, weights_only=False)
+    assert ck["complete"] and ck["epoch"] == 2 and len(ck["history"]) == 2
+    assert np.isfinite(m["full"])
+
+
+def test_run_grid_long_format(setup):
+    cfg, _ = setup
+    cfg = cfg.override({"train.epochs": 1})
+    variants = {"LAIN": {}, "w/o adapters": {"model.use_la": False, "model.use_ia": False}}
+    df = runs.run_grid(cfg, variants, seeds=(0, 1), protocols=["rf_uc"], progress=False)
+    assert list(df.columns) == ["setting", "protocol", "seed", "metric", "value"]
+    assert len(df) == 2 * 2 * 7  # settings x seeds x (5 mAPs + 2 timings)
+    assert set(df.metric) == {"full", "rare", "non_rare", "unseen", "seen", "train_time_s", "infer_time_s"}
+    full = df[df.metric == "full"].set_index(["setting", "seed"]).value
+    assert full.notna().all()
+    # every (setting, seed) is its own cached run
+    assert len(list((runs.run_dir(cfg).parent).iterdir())) == 4
+    # a second call reads the cache and gives the same frame
+    pd.testing.assert_frame_equal(df, runs.run_grid(cfg, variants, seeds=(0, 1), protocols=["rf_uc"],
+                                                    progress=False))
+    with pytest.raises(ValueError, match="at least one variant"):
+        runs.run_grid(cfg, {}, seeds=(0,))
