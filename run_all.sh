@@ -28,8 +28,9 @@ done
 python3 scripts/make_env.py env.yml .venv
 PY=.venv/bin/python
 export PYTHONHASHSEED=0 MPLBACKEND=Agg TRITON_INTERPRET=1 JUPYTER_PLATFORM_DIRS=1
-# Torch's CPU kernels are deterministic for a fixed thread count; pin it so that numbers reproduce.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Torch's CPU kernels are deterministic for a fixed thread count; pin it so that numbers reproduce. One thread:
+# the study's models are small, a second thread gains little, and under any other load it costs a lot.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 if [ "$PROFILE" = test ]; then
   echo "run_all: unit tests"
@@ -67,7 +68,7 @@ for nb in "${notebooks[@]}"; do
   fi
   echo "run_all: [$i/$n] $name ($PROFILE) ..."
   t0=$(date +%s)
-  if [ "$OUT" = notebooks ]; then target="$nb.tmp.ipynb"; else target="$OUT/$name.ipynb"; fi
+  if [ "$OUT" = notebooks ]; then target="notebooks/.$name.running.ipynb"; else target="$OUT/$name.ipynb"; fi
   if ! "$PY" -m papermill "$nb" "$target" "${PARAMS[@]}" -k python3 --cwd notebooks --no-progress-bar --log-level WARNING; then
     echo "run_all: FAILED in $name; the executed notebook with the failing cell is $target" >&2
     exit 1
