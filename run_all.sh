@@ -53,7 +53,7 @@ case "$PROFILE" in
 esac
 mkdir -p "$OUT/.stamps"
 
-# Up to date = same notebook, same library code, same environment file, same profile.
+# The library code and the environment file, hashed once.
 code_hash=$(cat env.yml $(git ls-files 'hoilib/*' 2>/dev/null || find hoilib -type f -name '*.py' -o -name '*.json' | sort) | sha256sum | cut -c1-16)
 notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 n=${#notebooks[@]} i=0 start_all=$(date +%s)
@@ -61,8 +61,10 @@ for nb in "${notebooks[@]}"; do
   i=$((i + 1)); name=$(basename "$nb" .ipynb)
   if [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]]; then continue; fi
   stamp="$OUT/.stamps/$name"
-  want="$PROFILE $code_hash $(sha256sum "$nb" | cut -c1-16)"
-  if [ "$REDO" = 0 ] && [ "$OUT" != notebooks ] && [ -f "$OUT/$name.ipynb" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  want="$PROFILE $code_hash $("$PY" scripts/nbsync.py hash "$nb")"
+  # Up to date: same code cells, library and profile; an edit of the prose alone is copied over, not re-run.
+  if [ "$REDO" = 0 ] && [ "$OUT" != notebooks ] && [ -f "$OUT/$name.ipynb" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
+      && "$PY" scripts/nbsync.py prose "$nb" "$OUT/$name.ipynb"; then
     echo "run_all: [$i/$n] $name is up to date (--redo to run it again)"
     continue
   fi

@@ -80,6 +80,7 @@ class ClipConfig:
     pretrain_warmup: float = 0.05  # linear warmup as a fraction of all steps, then cosine decay to 0
     pretrain_augment: bool = False  # random +-S/16 px shifts of caption images (off: ~1800 steps underfit anyway)
     pretrain_holdout: float = 0.05  # fraction of the caption pairs held out for the retrieval accuracy
+    pretrain_threads: int = 0  # torch CPU threads while pretraining (one job: 0 = every core); not in the cache key
 
 
 @dataclass
@@ -145,6 +146,7 @@ class TrainConfig:
     drop_last: bool = True  # official: the last incomplete batch of an epoch is dropped
     log_every: int = 20  # training steps between JSON-lines log records (epoch summaries are always logged)
     num_threads: int = 0  # torch CPU threads for train/infer; 0 = torch's default (1 is faster on a busy CPU)
+    grid_workers: int = 1  # run_grid: experiments trained side by side, one process each (CPU tables)
 
 
 @dataclass

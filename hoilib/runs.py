@@ -34,7 +34,8 @@ __all__ = ["run_experiment", "run_grid", "run_dir", "training_dict", "inference_
 
 # Fields that never change the trained weights: labels, locations, the hardware, logging, and inference-only knobs.
 _NOT_TRAINING = ("name", "profile", "eval", "model.lambda_test", "model.zs_topk", "data.cache_dir",
-                 "data.detections_test", "train.device", "train.num_workers", "train.log_every", "train.num_threads")
+                 "data.detections_test", "train.device", "train.num_workers", "train.log_every", "train.num_threads",
+                 "train.grid_workers", "clip.pretrain_threads")
 # Fields that change predictions or metrics of a trained model (eval.batch_size does not: batching is exact).
 _INFERENCE = ("model.lambda_test", "model.zs_topk", "eval", "data.detections_test")
 METRICS = ("full", "rare", "non_rare", "unseen", "seen")  # mAP columns of run_grid (percent)
@@ -180,38 +181,93 @@ def _plain(x):
 
 
 def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=None, *, redo: bool = False,
-             progress: bool = True, per_class: bool = False) -> pd.DataFrame:
+             progress: bool = True, per_class: bool = False, workers: int | None = None) -> pd.DataFrame:
     """Run every (variant, protocol, seed) combination (cached) and collect the metrics in long format.
 
     Args:
         base_cfg: the profile's config.
         variants: setting name -> dotted overrides, e.g. {"LAIN": {}, "w/o adapters": {"model.use_la": False, ...}}.
         seeds: training seeds (train.seed).
-        protocols: data.protocol values; None = base_cfg's.
+        protocols: data.protocol values, each run with every seed; or a dict protocol -> its own seeds (the UC
+            draws: {"uc0": [0], "uc1": [1]}); None = base_cfg's protocol.
         per_class: also emit one row per HOI class (metric "ap_<class>").
+        workers: experiments trained side by side in separate processes; None = base_cfg.train.grid_workers.
+            Each process uses train.num_threads torch threads (0: the CPU count divided by the workers), so the
+            numbers equal those of a sequential run with the same thread count.
     Returns:
         DataFrame with columns setting, protocol, seed, metric, value (metrics: full, rare, non_rare, unseen, seen
-        in percent; train_time_s; infer_time_s), one row per (setting, protocol, seed, metric).
+        in percent; train_time_s; infer_time_s), one row per (setting, protocol, seed, metric), in job order.
     """
     if not variants:
         raise ValueError("run_grid needs at least one variant")
-    protocols = [base_cfg.data.protocol] if protocols is None else list(protocols)
-    jobs = [(name, p, s) for name in variants for p in protocols for s in seeds]
-    cfgs = [base_cfg.override(variants[name], {"data.protocol": p, "train.seed": int(s)}) for name, p, s in jobs]
+    if protocols is None:
+        protocols = [base_cfg.data.protocol]
+    plan = dict(protocols) if isinstance(protocols, dict) else {p: list(seeds) for p in protocols}
+    jobs = [(name, p, int(s)) for name in variants for p, ss in plan.items() for s in ss]
+    cfgs = [base_cfg.override(variants[name], {"data.protocol": p, "train.seed": s}) for name, p, s in jobs]
+    if redo:  # delete each run directory once, here, so that settings sharing a model do not retrain it twice
+        for d in {run_dir(c) for c in cfgs}:
+            shutil.rmtree(d, ignore_errors=True)
     _prepare_shared(cfgs, progress)
+
+    # Settings that share a trained model (inference-only sweeps) run in one process, one after the other.
+    groups: dict = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(training_digest(cfg), []).append(i)
+    workers = base_cfg.train.grid_workers if workers is None else int(workers)
+    workers = max(1, min(workers, len(groups)))
+    results: list = [None] * len(jobs)
+    bar = tqdm(total=len(jobs), desc="experiments", disable=not progress, unit="run", dynamic_ncols=True)
+    if workers == 1:
+        for idx in groups.values():
+            for i in idx:
+                name, p, s = jobs[i]
+                bar.set_postfix_str(f"{name} | {p} | seed {s}")
+                results[i] = run_experiment(cfgs[i], progress=False)
+                bar.update(1)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = base_cfg.train.num_threads or max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(_run_group, [cfgs[i] for i in idx]): idx for idx in groups.values()}
+            for fut in as_completed(futures):
+                idx = futures[fut]
+                try:
+                    out = fut.result()
+                except Exception as e:
+                    for f in futures:
+                        f.cancel()
+                    name, p, s = jobs[idx[0]]
+                    raise RuntimeError(f"run_grid: the experiment {name!r} | {p} | seed {s} failed: {e}") from e
+                for i, m in zip(idx, out):
+                    results[i] = m
+                name, p, s = jobs[idx[-1]]
+                bar.set_postfix_str(f"{name} | {p} | seed {s}")
+                bar.update(len(idx))
+    bar.close()
+
     rows = []
-    bar = tqdm(list(zip(jobs, cfgs)), desc="experiments", disable=not progress, unit="run", dynamic_ncols=True)
-    for (name, p, s), cfg in bar:
-        bar.set_postfix_str(f"{name} | {p} | seed {s}")
-        m = run_experiment(cfg, redo=redo, progress=False)
+    for (name, p, s), m in zip(jobs, results):
         for metric in METRICS + ("train_time_s", "infer_time_s"):
             v = m.get(metric)
-            rows.append(dict(setting=name, protocol=p, seed=int(s), metric=metric,
+            rows.append(dict(setting=name, protocol=p, seed=s, metric=metric,
                              value=float("nan") if v is None else float(v)))
         if per_class and m.get("per_class") is not None:
-            rows.extend(dict(setting=name, protocol=p, seed=int(s), metric=f"ap_{c}", value=float(v))
+            rows.extend(dict(setting=name, protocol=p, seed=s, metric=f"ap_{c}", value=float(v))
                         for c, v in enumerate(m["per_class"]))
     return pd.DataFrame(rows, columns=["setting", "protocol", "seed", "metric", "value"])
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_group(cfgs: list) -> list:
+    """One worker task of run_grid: experiments that share a trained model, in order."""
+    return [run_experiment(c, progress=False) for c in cfgs]
 
 
 def _prepare_shared(cfgs: list, progress: bool) -> None:

@@ -122,3 +122,28 @@ def test_run_grid_long_format(setup):
                                                     progress=False))
     with pytest.raises(ValueError, match="at least one variant"):
         runs.run_grid(cfg, {}, seeds=(0,))
+
+
+def test_run_grid_workers_match_sequential_and_share_models(tmp_path):
+    """Two worker processes give the numbers of one process (same thread count); inference-only variants share
+    one trained model; a protocol -> seeds plan pairs each UC draw with its own seed."""
+    torch.manual_seed(0)
+    torch.save({"model": build_clip("hoi-world-vit").state_dict()}, tmp_path / "clip.pt")
+    base = ExperimentConfig.from_preset("smoke").override({
+        "world.n_train": 24, "world.n_test": 12, "world.n_caption": 8, "clip.checkpoint": str(tmp_path / "clip.pt"),
+        "train.epochs": 1, "train.batch_size": 4, "train.num_threads": 1, "model.adapter_dim": 8,
+        "model.n_context_queries": 2})
+    variants = {"LAIN": {}, "LAIN K=5": {"model.zs_topk": 5}, "w/o adapters": {"model.use_la": False}}
+    plan = {"rf_uc": [0], "uc1": [1]}
+    frames = {}
+    for w in (1, 2):
+        cfg = base.override({"data.cache_dir": str(tmp_path / f"cache{w}")})
+        frames[w] = runs.run_grid(cfg, variants, protocols=plan, progress=False, workers=w)
+        assert len(list((tmp_path / f"cache{w}" / "runs").iterdir())) == 4  # 2 models x 2 (protocol, seed)
+    key = ["setting", "protocol", "seed", "metric"]
+    a, b = (frames[w][~frames[w].metric.str.endswith("time_s")].set_index(key).value for w in (1, 2))
+    assert list(a.index) == list(b.index)
+    assert list(a.index.unique("protocol")) == ["rf_uc", "uc1"]
+    assert sorted(set(zip(a.index.get_level_values(1), a.index.get_level_values(2)))) == [("rf_uc", 0), ("uc1", 1)]
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+    assert a.loc[("LAIN", "rf_uc", 0, "full")] != a.loc[("w/o adapters", "rf_uc", 0, "full")]

@@ -38,7 +38,8 @@ def clip_cache_path(cfg: ExperimentConfig) -> Path:
     the world (its config and generator version, `world_digest`) and the clip section."""
     from hoilib.data.world import world_digest
 
-    key = json.dumps({"world": world_digest(cfg), "clip": cfg.to_dict()["clip"]}, sort_keys=True)
+    clip = {k: v for k, v in cfg.to_dict()["clip"].items() if k != "pretrain_threads"}
+    key = json.dumps({"world": world_digest(cfg), "clip": clip}, sort_keys=True)
     return Path(cfg.data.cache_dir) / "clip" / hashlib.sha256(key.encode()).hexdigest()[:16] / "clip.pt"
 
 
@@ -60,11 +61,16 @@ def pretrain_clip(cfg: ExperimentConfig, progress: bool = True) -> Path:
         raise ValueError(f"world has {len(images)} caption images but {len(captions)} captions")
     c = cfg.clip
     train_idx, eval_idx = split_holdout(len(captions), c.pretrain_holdout, c.pretrain_seed)
-    model, metrics = train_clip(
-        images, captions, train_idx, eval_idx,
-        arch=c.arch, epochs=c.pretrain_epochs, batch_size=c.pretrain_batch_size, lr=c.pretrain_lr,
-        weight_decay=c.pretrain_weight_decay, warmup=c.pretrain_warmup, augment=c.pretrain_augment,
-        seed=c.pretrain_seed, mean=c.image_mean, std=c.image_std, work_dir=final.parent, progress=progress)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(c.pretrain_threads or os.cpu_count() or 1)
+    try:
+        model, metrics = train_clip(
+            images, captions, train_idx, eval_idx,
+            arch=c.arch, epochs=c.pretrain_epochs, batch_size=c.pretrain_batch_size, lr=c.pretrain_lr,
+            weight_decay=c.pretrain_weight_decay, warmup=c.pretrain_warmup, augment=c.pretrain_augment,
+            seed=c.pretrain_seed, mean=c.image_mean, std=c.image_std, work_dir=final.parent, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     if len(eval_idx) and hasattr(world, "vocab"):  # image-level zero-shot HOI recognition on the held-out images
         from hoilib.data.world import parse_caption
 
