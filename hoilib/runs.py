@@ -218,13 +218,17 @@ def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=N
     workers = max(1, min(workers, len(groups)))
     results: list = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc="experiments", disable=not progress, unit="run", dynamic_ncols=True)
+
+    def finish(idx: list, out: list) -> None:
+        for i, m in zip(idx, out):
+            results[i] = m
+        name, p, s = jobs[idx[-1]]
+        bar.set_postfix_str(f"{name} | {p} | seed {s}")
+        bar.update(len(idx))
+
     if workers == 1:
         for idx in groups.values():
-            for i in idx:
-                name, p, s = jobs[i]
-                bar.set_postfix_str(f"{name} | {p} | seed {s}")
-                results[i] = run_experiment(cfgs[i], progress=False)
-                bar.update(1)
+            finish(idx, _run_group([cfgs[i] for i in idx]))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -242,11 +246,7 @@ def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=N
                         f.cancel()
                     name, p, s = jobs[idx[0]]
                     raise RuntimeError(f"run_grid: the experiment {name!r} | {p} | seed {s} failed: {e}") from e
-                for i, m in zip(idx, out):
-                    results[i] = m
-                name, p, s = jobs[idx[-1]]
-                bar.set_postfix_str(f"{name} | {p} | seed {s}")
-                bar.update(len(idx))
+                finish(idx, out)
     bar.close()
 
     rows = []
