@@ -348,3 +348,59 @@ def plot_detection_quality(quality, metrics=("full", "unseen")):
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_clip_pretraining(history):
+    """Per epoch of CLIP pretraining (`metrics["history"]`): the contrastive loss and held-out retrieval."""
+    import matplotlib.pyplot as plt
+
+    epoch = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(epoch, [h["loss"] for h in history], marker="o")
+    axes[0].set_xlabel("epoch"); axes[0].set_ylabel("contrastive loss"); axes[0].set_title("small CLIP pretraining")
+    for key in ("i2t_top1", "i2t_top5", "t2i_top5"):
+        if all(key in h for h in history):
+            axes[1].plot(epoch, [100 * h[key] for h in history], marker="o", label=key.replace("_", " "))
+    if all("i2t_chance" in h for h in history):
+        axes[1].axhline(100 * history[-1]["i2t_chance"], color="grey", ls=":", label="chance (top-1)")
+    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("held-out retrieval (%)"); axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(steps, history):
+    """A LAIN training run: focal loss per logged step (`steps`: the log's step records, columns epoch, step,
+    loss) and test mAP after each epoch (`history`: columns epoch, test_unseen / test_seen / test_full)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    axes[0].plot((steps["epoch"] - 1) + steps["step"] / steps["step"].max(), steps["loss"], lw=1)
+    axes[0].set_xlabel("epoch"); axes[0].set_ylabel("focal loss"); axes[0].set_title("training loss")
+    for m in ("test_unseen", "test_seen", "test_full"):
+        if m in history:
+            axes[1].plot(history["epoch"], history[m], marker="o", label=m.replace("test_", ""))
+    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("test mAP (%)"); axes[1].set_title("test mAP after each epoch")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def show_captioned(images, captions, indices, ncols: int = 4, cell: float = 2.4, width: int = 34) -> Figure:
+    """Images with their captions underneath (the CLIP pretraining pairs), wrapped at `width` characters."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    indices = list(indices)
+    if not indices:
+        raise ValueError("show_captioned needs at least one image index")
+    nrows = math.ceil(len(indices) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, 1.45 * cell * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices):
+        ax.imshow(_load(images, i), interpolation="nearest")
+        text = captions[i].removeprefix("a photo of ")
+        ax.set_title("\n".join(textwrap.wrap(text, width)), fontsize=7, y=-0.02, va="top")
+    fig.tight_layout()
+    return fig

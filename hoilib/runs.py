@@ -27,15 +27,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from hoilib.config import ExperimentConfig
+from hoilib.config import SPEED_ONLY, ExperimentConfig
 
 __all__ = ["run_experiment", "run_grid", "run_dir", "training_dict", "inference_dict", "training_digest",
            "inference_digest", "code_digest", "METRICS"]
 
 # Fields that never change the trained weights: labels, locations, the hardware, logging, and inference-only knobs.
 _NOT_TRAINING = ("name", "profile", "eval", "model.lambda_test", "model.zs_topk", "data.cache_dir",
-                 "data.detections_test", "train.device", "train.num_workers", "train.log_every", "train.num_threads",
-                 "train.grid_workers", "clip.pretrain_threads")
+                 "data.detections_test", "train.log_every") + SPEED_ONLY
 # Fields that change predictions or metrics of a trained model (eval.batch_size does not: batching is exact).
 _INFERENCE = ("model.lambda_test", "model.zs_topk", "eval", "data.detections_test")
 METRICS = ("full", "rare", "non_rare", "unseen", "seen")  # mAP columns of run_grid (percent)

@@ -179,6 +179,27 @@ def main_table(long: pd.DataFrame, ours: str) -> pd.DataFrame:
     return t.rename(columns={"setting": "method"})
 
 
+def gain_table(table: pd.DataFrame, comparisons: dict, metrics=("unseen", "seen", "full")) -> pd.DataFrame:
+    """Differences of means between methods of `main_table`'s output, with their standard errors.
+
+    comparisons: {column name: (method a, method b)} -> column `a - b` and its standard error `<name> se`
+    (independent runs: se = sqrt(std_a^2 / n_a + std_b^2 / n_b)). One row per (protocol, metric); cells that
+    a protocol lacks (unseen under full supervision) are left out.
+    """
+    rows = []
+    for metric in metrics:
+        cols = {}
+        for name, (a, b) in comparisons.items():
+            ta = table[table["method"] == a].set_index("protocol")
+            tb = table[table["method"] == b].set_index("protocol")
+            cols[name] = ta[f"{metric}_mean"] - tb[f"{metric}_mean"]
+            cols[f"{name} se"] = np.sqrt(ta[f"{metric}_std"] ** 2 / ta["n_runs"] + tb[f"{metric}_std"] ** 2 / tb["n_runs"])
+        block = pd.DataFrame(cols).dropna(how="all", subset=list(comparisons))
+        rows.append(block.reset_index().assign(metric=metric))
+    out = pd.concat(rows, ignore_index=True)
+    return out[["protocol", "metric"] + [c for c in out.columns if c not in ("protocol", "metric")]]
+
+
 def ablation_table(long: pd.DataFrame, ours: str) -> pd.DataFrame:
     s = summarise(long)
     t = wide_table(s, ["setting"])

@@ -44,6 +44,44 @@ def test_main_table_puts_paper_values_beside_ours():
     assert r["paper_full"] == 34.41 and r["paper_unseen"] == 32.34 and r["ours_from"] == "world"
 
 
+def test_gain_table_differences_and_standard_errors():
+    rows = []
+    for setting, vals in (("A", {"rf_uc": [30.0, 32.0], "supervised": [40.0, 40.0]}),
+                          ("B", {"rf_uc": [27.0, 29.0], "supervised": [41.0, 43.0]})):
+        for protocol, vs in vals.items():
+            for seed, v in enumerate(vs):
+                for m in ("unseen", "seen", "full"):
+                    if not (protocol == "supervised" and m == "unseen"):
+                        rows.append(dict(setting=setting, protocol=protocol, seed=seed, metric=m, value=v))
+    t = study.main_table(pd.DataFrame(rows), ours="world")
+    g = study.gain_table(t, {"A - B": ("A", "B")}).set_index(["protocol", "metric"])
+    assert g.loc[("RF-UC", "full"), "A - B"] == pytest.approx(3.0)
+    # se = sqrt(std_a^2 / n + std_b^2 / n) = sqrt(2 / 2 + 2 / 2)
+    assert g.loc[("RF-UC", "full"), "A - B se"] == pytest.approx(np.sqrt(2.0))
+    assert g.loc[("Fully supervised", "full"), "A - B"] == pytest.approx(-2.0)
+    assert ("Fully supervised", "unseen") not in g.index  # a protocol without unseen classes has no unseen gain
+
+
+def test_training_figures_draw_every_series():
+    from hoilib import plotting
+
+    history = [{"epoch": e, "loss": 4.0 - e / 10, "i2t_top1": 0.01 * e, "i2t_top5": 0.03 * e, "t2i_top5": 0.02,
+                "i2t_chance": 0.002} for e in (1, 2, 3)]
+    fig = plotting.plot_clip_pretraining(history)
+    assert [len(ax.lines) for ax in fig.axes] == [1, 4]
+    assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([3.9, 3.8, 3.7])
+    steps = pd.DataFrame({"epoch": [1, 1, 2, 2], "step": [1, 2, 1, 2], "loss": [1.0, 0.8, 0.6, 0.5]})
+    hist = pd.DataFrame({"epoch": [1, 2], "test_full": [10.0, 12.0], "test_unseen": [5.0, 6.0]})
+    fig = plotting.plot_training_curves(steps, hist)
+    assert list(fig.axes[0].lines[0].get_xdata()) == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert len(fig.axes[1].lines) == 2
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    fig = plotting.show_captioned(images, ["a photo of a person riding a horse"] * 3, [0, 2], ncols=2)
+    assert [ax.get_title() for ax in fig.axes] == ["a person riding a horse"] * 2
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.show_captioned(images, [], [])
+
+
 def test_ablation_rows_match_the_paper_table():
     assert list(study.ABLATIONS) == list(study.PAPER_ABLATION)
     assert len(study.ABLATIONS) == 9

@@ -168,6 +168,27 @@ def test_long_tail_and_caption_coverage():
     assert len(seen) == v.num_classes
 
 
+def test_caption_close_ups_fill_the_frame(tmp_path):
+    """A close-up shows one interaction group filling the frame; the HOI splits do not change with the setting."""
+    _, _, close, _ = _split(40, split="caption", caption_close_up=1.0)
+    _, _, scenes, _ = _split(40, split="caption", caption_close_up=0.0)
+    _, _, half, _ = _split(200, split="caption", caption_close_up=0.5)
+
+    def extent(r):  # the union box of everything annotated: its larger side as a fraction of the image's
+        ids = {e for h, t, _ in r.pairs for e in (h, t)}
+        b = np.array([r.boxes[e] for e in ids], float)
+        return max(b[:, 3].max() - b[:, 1].min(), b[:, 2].max() - b[:, 0].min()) / 64
+    assert all(r.pairs for r in close)
+    assert min(extent(r) for r in close) > 0.8 and np.median([extent(r) for r in scenes if r.pairs]) < 0.7
+    for r in close:  # one person with one object, or two people (interacting, or sharing the object)
+        assert sum(1 for k in r.labels if k == 0) <= 2 and len({t for _, t, _ in r.pairs if r.labels[t] != 0}) <= 1
+    assert 70 <= sum(extent(r) > 0.8 for r in half if r.pairs) <= 130
+    # the HOI splits ignore the setting
+    assert np.array_equal(_split(10, caption_close_up=1.0)[1], _split(10, caption_close_up=0.0)[1])
+    with pytest.raises(ValueError, match="caption_close_up"):
+        build_world(ExperimentConfig().override({"world.caption_close_up": 1.5, "data.cache_dir": str(tmp_path)}))
+
+
 # ---- the cached world -----------------------------------------------------------------------------------------
 def _cfg(tmp_path, **world):
     d = {"world.n_train": 30, "world.n_test": 15, "world.n_caption": 20, "data.cache_dir": str(tmp_path)}

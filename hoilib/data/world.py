@@ -29,7 +29,9 @@ protocols, adapters, ablations) runs on a CPU in minutes:
 - Captions for CLIP pretraining name every interaction of an image ("a photo of a person riding a horse and
   sitting on a horse, a person feeding a horse"); they come from a separate pool of `cfg.world.n_caption` images
   drawn with a flatter class distribution (`cfg.world.caption_long_tail`), covering every class, including the
-  ones a zero-shot protocol hides from HOI training.
+  ones a zero-shot protocol hides from HOI training. A fraction `cfg.world.caption_close_up` of them are
+  close-ups, one person and their object filling the frame, as object-centric photos are on the web; the rest are
+  scenes like the HOI images.
 
 `build_world(cfg)` generates (or loads from the on-disk cache) everything the study needs: images, annotations in
 the HICO-DET `instances_*.json` format, captions, simulated detections and the zero-shot protocols.
@@ -1804,10 +1806,17 @@ class _Rendered:
     people: dict  # entity -> (joints {name: (x, y)}, person height in px, gaze angle): for checks and figures
 
 
-def _render_image(R, ras, stream, hoi, lut, S, max_people, max_objects, clutter):
-    """Compose, lay out, resolve gazes, label and draw one image."""
-    groups = _compose(R, stream, hoi, lut, max_people, max_objects)
-    placed, dropped = _layout(R, groups, S)
+def _render_image(R, ras, stream, hoi, lut, S, max_people, max_objects, clutter, close_up=False):
+    """Compose, lay out, resolve gazes, label and draw one image.
+
+    close_up: one interaction group (a person and their object, or two people) fills the frame instead of a
+    scene being laid out (the caption pool's object-centric "web photos")."""
+    if close_up:
+        groups = _compose(R, stream, hoi, lut, min(2, max_people), 1)
+        placed, dropped = [], groups  # nothing placed: the first group fills the image (below)
+    else:
+        groups = _compose(R, stream, hoi, lut, max_people, max_objects)
+        placed, dropped = _layout(R, groups, S)
     if not any(not p[0].distractor for p in placed):  # nothing with people fitted: the first group fills the image
         g = next(g for g in groups if not g.distractor)
         x0, y0, x1, y1 = g.bbox()
@@ -1926,6 +1935,9 @@ def generate_split(wc, split: str, n: int, progress: bool = False, out: np.ndarr
     min_count = {"caption": max(1, int(0.25 * n * per_image / len(hoi))), "test": 2}.get(split, 1)
     stream = _ClassStream(_split_quotas(n, probs, min_count, rs, per_image), probs,
                           random.Random(wc.seed * 7919 + sid))
+    # which caption images are close-ups (their own random stream: the scene images keep theirs)
+    close = np.random.RandomState([wc.seed, sid, 2]).random_sample(n) < (wc.caption_close_up if split == "caption"
+                                                                         else 0.0)
     ras = _Raster(S)
     images = np.empty((n, S, S, 3), np.uint8) if out is None else out
     meta = []
@@ -1935,7 +1947,7 @@ def generate_split(wc, split: str, n: int, progress: bool = False, out: np.ndarr
         it = tqdm(it, desc=f"world {split}", unit="img", leave=False)
     for i in it:
         R = random.Random((wc.seed * 1_000_003 + sid) * 10_000_019 + i)
-        r = _render_image(R, ras, stream, hoi, lut, S, wc.max_people, wc.max_objects, wc.clutter)
+        r = _render_image(R, ras, stream, hoi, lut, S, wc.max_people, wc.max_objects, wc.clutter, bool(close[i]))
         images[i] = r.image
         r.image = None
         meta.append(r)
@@ -2050,6 +2062,8 @@ def _write_world(cfg, root: Path, progress: bool) -> None:
             raise ValueError(f"world.{name} must be >= 1, got {getattr(wc, name)}")
     if wc.n_caption < 0:
         raise ValueError(f"world.n_caption must be >= 0, got {wc.n_caption}")
+    if not 0.0 <= wc.caption_close_up <= 1.0:
+        raise ValueError(f"world.caption_close_up must be in [0, 1], got {wc.caption_close_up}")
     vocab, S = world_vocabulary(), int(wc.image_size)
     tmp = _new_tmp(root)
     try:

@@ -27,7 +27,7 @@ import open_clip
 import torch
 from tqdm.auto import tqdm
 
-from hoilib.config import ExperimentConfig
+from hoilib.config import SPEED_ONLY, ExperimentConfig
 from hoilib.models.clip_backbone import build_clip, get_tokenizer
 
 __all__ = ["pretrain_clip", "clip_cache_path", "train_clip", "retrieval_accuracy", "hoi_recognition", "split_holdout"]
@@ -38,7 +38,7 @@ def clip_cache_path(cfg: ExperimentConfig) -> Path:
     the world (its config and generator version, `world_digest`) and the clip section."""
     from hoilib.data.world import world_digest
 
-    clip = {k: v for k, v in cfg.to_dict()["clip"].items() if k != "pretrain_threads"}
+    clip = {k: v for k, v in cfg.to_dict()["clip"].items() if f"clip.{k}" not in SPEED_ONLY}
     key = json.dumps({"world": world_digest(cfg), "clip": clip}, sort_keys=True)
     return Path(cfg.data.cache_dir) / "clip" / hashlib.sha256(key.encode()).hexdigest()[:16] / "clip.pt"
 
