@@ -1,8 +1,8 @@
-"""Figures of the data: annotated image grids and long-tailed class frequencies.
+"""The study's figures: annotated image grids, class frequencies, and the tables of notebooks 02-08 as plots.
 
-Every function returns a matplotlib `Figure` built with the object-oriented API (no pyplot state), so it works
-under the Agg backend in notebooks, tests and scripts alike; saving is the caller's business
-(`hoilib.results.save_figure`).
+Every function returns a matplotlib `Figure` and works under the Agg backend in notebooks, tests and scripts alike.
+The image grids are built without pyplot; the plots of tables use `pyplot.subplots`, so that a notebook shows them
+inline. Saving is the caller's business (`hoilib.results.save_figure`).
 """
 from __future__ import annotations
 
@@ -285,7 +285,7 @@ def plot_qualitative(images, annotations, pred, vocab, indices, unseen=(), top: 
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, indices):
-        ax.imshow(images[i])
+        ax.imshow(_load(images, i))
         rows = top_predictions(pred, i, top)
         ok = prediction_correct(annotations, pred, rows)
         lines = []
@@ -346,6 +346,28 @@ def plot_detection_quality(quality, metrics=("full", "unseen")):
         ax.set_xlabel("detector noise level (0 = ground-truth boxes, 1 = default)")
         ax.set_ylabel(f"{metric} mAP (%)")
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_pairs(pairs, a: str, b: str, metric: str = "full"):
+    """`study.seed_pairs` output as one panel: for each schedule, a line per seed from method a to method b, so that
+    a gain shared by every seed and one carried by a single seed look different."""
+    import matplotlib.pyplot as plt
+
+    schedules = list(dict.fromkeys(pairs["schedule"]))
+    fig, ax = plt.subplots(figsize=(2.2 + 2.0 * len(schedules), 3.4))
+    for k, schedule in enumerate(schedules):
+        g = pairs[pairs["schedule"] == schedule]
+        for seed, va, vb in zip(g["seed"], g[a], g[b]):
+            ax.plot([2 * k, 2 * k + 1], [va, vb], marker="o", color="tab:green" if vb > va else "tab:red", alpha=0.8)
+            ax.annotate(f"seed {seed}", (2 * k + 1, vb), xytext=(4, 0), textcoords="offset points", fontsize=7,
+                        va="center")
+    ax.set_xticks([x for k in range(len(schedules)) for x in (2 * k, 2 * k + 1)],
+                  [f"{m}\n{s}" for s in schedules for m in (a, b)], fontsize=8)
+    ax.set_xlim(-0.5, 2 * len(schedules) - 0.2)
+    ax.set_ylabel(f"{metric} mAP (%)")
+    ax.set_title(f"{b} vs {a}, seed by seed (green: {b} ahead)", fontsize=9)
     fig.tight_layout()
     return fig
 

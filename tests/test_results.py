@@ -62,6 +62,39 @@ def test_gain_table_differences_and_standard_errors():
     assert ("Fully supervised", "unseen") not in g.index  # a protocol without unseen classes has no unseen gain
 
 
+def test_seed_pairs_compare_methods_seed_by_seed():
+    from hoilib import plotting
+
+    def grid(vals):  # {setting: [full per seed]}
+        return pd.DataFrame([dict(setting=k, protocol="rf_uc", seed=s, metric=m, value=v + (m == "unseen"))
+                             for k, vs in vals.items() for s, v in enumerate(vs) for m in ("full", "unseen")])
+
+    frames = {"default": grid({"base": [10.0, 12.0], "LAIN": [11.0, 11.5]}),
+              "4x longer": grid({"base": [20.0, 21.0], "LAIN": [22.0, 24.0]})}
+    p = study.seed_pairs(frames, "base", "LAIN")
+    assert list(p.columns) == ["schedule", "protocol", "seed", "base", "LAIN", "LAIN - base"]
+    assert p["LAIN - base"].tolist() == pytest.approx([1.0, -0.5, 2.0, 3.0])
+    assert p["schedule"].tolist() == ["default", "default", "4x longer", "4x longer"]
+    fig = plotting.plot_seed_pairs(p, "base", "LAIN")
+    lines = fig.axes[0].lines
+    assert len(lines) == 4 and [ln.get_color() for ln in lines] == ["tab:green", "tab:red", "tab:green", "tab:green"]
+    assert list(lines[3].get_xdata()) == [2, 3] and list(lines[3].get_ydata()) == [21.0, 24.0]
+    one_sided = grid({"base": [10.0, 12.0], "LAIN": [11.0]})
+    with pytest.raises(ValueError, match="lacks runs of \\['LAIN'\\]"):
+        study.seed_pairs({"default": one_sided}, "base", "LAIN")
+
+
+def test_long_schedule_passes_four_times_the_default_images():
+    assert set(study.LONG_SCHEDULE) == set(study.PROFILES)
+    assert set(study.LONG_SCHEDULE_METHODS) <= set(study.MAIN_METHODS)
+    base = study.experiment_config("default")
+    longer = base.override(study.LONG_SCHEDULE["default"])
+    n_train = base.world.n_train
+    visits = lambda c: (c.train.max_train_images or n_train) * c.train.epochs  # noqa: E731
+    assert visits(longer) == 4 * visits(base) and longer.train.max_train_images == n_train
+    assert longer.train.lr_step < longer.train.epochs  # the lr still drops once before the end
+
+
 def test_training_figures_draw_every_series():
     from hoilib import plotting
 
@@ -98,3 +131,28 @@ def test_crop_pads_and_clips_to_the_image():
     c = crop(img, np.array([2.0, 2.0, 6.0, 6.0]), pad=0.25)  # 1 px of padding each side
     assert c.shape == (6, 6, 3) and (c == img[1:7, 1:7]).all()
     assert crop(img, np.array([0.0, 0.0, 10.0, 10.0]), pad=0.5).shape == (10, 10, 3)
+
+
+def test_qualitative_figure_reads_an_image_source_like_an_array():
+    from hoilib import plotting
+    from hoilib.config import WorldConfig
+    from hoilib.data import world as W
+
+    wc = WorldConfig()
+    images, meta = W.generate_split(wc, "test", 3)
+    vocab = W.world_vocabulary()
+    ann = W._annotations(meta, "test", wc.image_size, vocab)
+    bh, bo = ann.continuous_boxes()
+    p = ann.pairs_of(1)[:1]
+    pred = {"image_index": ann.image_index[p], "hoi": ann.hoi[p], "score": np.ones(1, np.float32),
+            "boxes_h": bh[p], "boxes_o": bo[p]}
+
+    class Source:  # what a data set's `images` offers: one image at a time
+        def load(self, i):
+            return images[i]
+
+    figs = [plotting.plot_qualitative(src, ann, pred, vocab, [1], ncols=1) for src in (images, Source())]
+    shown = [f.axes[0].images[0].get_array() for f in figs]
+    assert np.array_equal(shown[0], images[1]) and np.array_equal(shown[1], images[1])
+    (text,) = figs[1].axes[0].texts  # the ground-truth pair as the prediction: written in green, as correct
+    assert text.get_text() == f"{vocab.hoi_name(int(ann.hoi[p][0]))} 1.00" and text.get_color() == "tab:green"
