@@ -75,6 +75,12 @@ LONG_SCHEDULE = {"smoke": {"train.epochs": 4, "train.lr_step": 3},
                  "hicodet": {}}
 LONG_SCHEDULE_METHODS = ("w/o adapters", "LAIN")
 
+
+def images_passed(cfg: ExperimentConfig) -> int:
+    """Training images times epochs of one run; `train.max_train_images` 0 (the whole training set) counts as the
+    built-in world's `world.n_train`, so on HICO-DET only schedules over the same set compare."""
+    return (cfg.train.max_train_images or cfg.world.n_train) * cfg.train.epochs
+
 # LAIN paper (ViT-B/16), Full mAP per protocol (paper summary table; Unseen/Seen are not in our sources).
 PAPER_LAIN_FULL = {"rf_uc": 34.41, "nf_uc": 33.23, "uo": 34.27, "uv": 33.12, "uc": 34.36, "supervised": 36.02}
 # Released LAIN checkpoints (official README model zoo): (unseen, seen, full).

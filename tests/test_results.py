@@ -84,14 +84,15 @@ def test_seed_pairs_compare_methods_seed_by_seed():
         study.seed_pairs({"default": one_sided}, "base", "LAIN")
 
 
-def test_long_schedule_passes_four_times_the_default_images():
+def test_long_schedule_passes_more_images_than_the_profile():
     assert set(study.LONG_SCHEDULE) == set(study.PROFILES)
     assert set(study.LONG_SCHEDULE_METHODS) <= set(study.MAIN_METHODS)
     base = study.experiment_config("default")
     longer = base.override(study.LONG_SCHEDULE["default"])
-    n_train = base.world.n_train
-    visits = lambda c: (c.train.max_train_images or n_train) * c.train.epochs  # noqa: E731
-    assert visits(longer) == 4 * visits(base) and longer.train.max_train_images == n_train
+    assert study.images_passed(base) == 1500 * 2 and study.images_passed(longer) == 3000 * 4
+    assert longer.train.max_train_images == base.world.n_train  # every training image of the world
+    smoke = study.experiment_config("smoke")
+    assert study.images_passed(smoke.override(study.LONG_SCHEDULE["smoke"])) == 2 * study.images_passed(smoke)
     assert longer.train.lr_step < longer.train.epochs  # the lr still drops once before the end
 
 
