@@ -12,7 +12,7 @@ from hoilib.data.hicodet import (annotation_path, check_against_vocabulary, imag
                                  to_coco_object_order)
 from hoilib.data.vocab import ASSETS
 
-FIX = Path(__file__).parent / "fixtures" / "hicodet"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "hicodet"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hoilib.data.dataset import ArrayImages, FileImages, HOIDataset, HOISplit, I
 from hoilib.data.hicodet import load_hicodet
 from hoilib.data.splits import hicodet_protocol, hicodet_rare, rare_classes
 
-FIX = Path(__file__).parent / "fixtures" / "hicodet"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "hicodet"
 
 
 def _cfg(root=FIX, **over) -> ExperimentConfig:

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nbsync.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "nbsync.py"
 
 
 def _nb(path, markdown="# Title", code="x = 1", injected=False):

@@ -13,7 +13,7 @@ from hoilib.data.detr_import import (cache_detections, detection_file, detr_post
                                      import_detection_dir, label_map, read_detection_json)
 from hoilib.data.hicodet import load_hicodet
 
-FIX = Path(__file__).parent / "fixtures" / "hicodet"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "hicodet"
 SIZES = np.array([[64, 48], [80, 60], [30, 20], [50, 70]])
 
 

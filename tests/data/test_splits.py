@@ -12,13 +12,13 @@ from hoilib.data.splits import (filter_training, hicodet_protocol, hicodet_proto
                                 seen_image_mask, split_statistics)
 from hoilib.data.vocab import ASSETS
 
-FIX = Path(__file__).parent / "fixtures" / "hicodet"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "hicodet"
 ZS = json.loads((ASSETS / "zero_shot_splits.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def real_test(request):
-    path = Path(__file__).resolve().parents[2] / "shared" / "hicodet" / "instances_test2015.json"
+    path = Path(__file__).resolve().parents[3] / "shared" / "hicodet" / "instances_test2015.json"
     if not path.is_file():
         pytest.skip(f"real HICO-DET annotations not found at {path}")
     return HOIAnnotations.from_json(path)
