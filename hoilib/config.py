@@ -12,17 +12,30 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
-# Settings that decide where and how fast a computation runs, never its result: left out of every cache key.
-SPEED_ONLY = ("train.device", "train.num_workers", "train.num_threads", "train.grid_workers", "clip.pretrain_threads")
 PROTOCOLS = ("rf_uc", "nf_uc", "uo", "uv", "uc0", "uc1", "uc2", "uc3", "uc4", "supervised")
+
+# ---- every field's role, declared once (dotted keys; a section name covers all its fields) ----------------------
+# A field that is in none of these tuples is a RESULT field: it changes what a computation produces (the generated
+# world, a pretrained CLIP, trained weights) and is part of the cache key of everything built from it.
+# Thread counts are result fields: CPU kernels reduce in a thread-count-dependent order, so they change bits.
+#
+# Inference only: changes the predictions or metrics of a trained model, never its weights; a sweep over them
+# re-runs inference on the cached training run (`hoilib.runs`).
+INFERENCE_ONLY = ("model.lambda_test", "model.zs_topk", "eval", "data.detections_test")
+# Speed only: decides where and how fast a computation runs, never a number; left out of every cache key.
+SPEED_ONLY = ("train.device", "train.num_workers", "train.grid_workers", "model.kernel_impl", "eval.batch_size")
+# Labels and places: names a run or says where files are; the content behind a path enters the keys instead
+# (`hoilib.cache`), so a moved cache or checkpoint file is still the same artefact.
+LABELS = ("name", "profile", "data.cache_dir", "data.hicodet_root", "data.detections_train", "clip.checkpoint",
+          "train.log_every")
 
 
 @dataclass
@@ -86,7 +99,7 @@ class ClipConfig:
     pretrain_warmup: float = 0.05  # linear warmup as a fraction of all steps, then cosine decay to 0
     pretrain_augment: bool = False  # random +-S/16 px shifts of caption images (off: ~1800 steps underfit anyway)
     pretrain_holdout: float = 0.05  # fraction of the caption pairs held out for the retrieval accuracy
-    pretrain_threads: int = 0  # torch CPU threads while pretraining (one job: 0 = every core); not in the cache key
+    pretrain_threads: int = 0  # torch CPU threads while pretraining (0 = every core); in the CLIP's cache key
 
 
 @dataclass
@@ -151,7 +164,7 @@ class TrainConfig:
     max_train_images: int = 0  # 0 = all; >0 truncates the training set (smoke runs)
     drop_last: bool = True  # official: the last incomplete batch of an epoch is dropped
     log_every: int = 20  # training steps between JSON-lines log records (epoch summaries are always logged)
-    num_threads: int = 0  # torch CPU threads for train/infer; 0 = torch's default (1 is faster on a busy CPU)
+    num_threads: int = 0  # torch CPU threads for train/infer (0 = every core); in the run's cache key
     grid_workers: int = 1  # run_grid: experiments trained side by side, one process each (CPU tables)
 
 
@@ -175,6 +188,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        self.validate()
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
@@ -215,17 +231,35 @@ class ExperimentConfig:
         return out
 
     def validate(self) -> None:
-        if self.data.dataset not in ("world", "hicodet"):
-            raise ValueError(f"data.dataset must be 'world' or 'hicodet', got {self.data.dataset!r}")
-        if self.data.protocol not in PROTOCOLS:
-            raise ValueError(f"data.protocol must be one of {PROTOCOLS}, got {self.data.protocol!r}")
-        _choice("model.la_mixer", self.model.la_mixer, ("conv", "local_attn"))
-        _choice("model.text_mode", self.model.text_mode, ("verb", "hoi"))
-        _choice("model.ho_feature", self.model.ho_feature, ("auto", "detector", "clip_roi"))
-        _choice("model.kernel_impl", self.model.kernel_impl, ("auto", "triton", "torch"))
-        _choice("eval.iou_rule", self.eval.iou_rule, ("official", "pocket"))
-        _choice("eval.ap", self.eval.ap, ("11p", "area"))
-        _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
+        """Check the type and the range of every field; the message names the field (dotted key)."""
+        flat = _flatten(self.to_dict())
+        defaults = _flatten(_DEFAULTS)
+        for key, value in flat.items():
+            _check_type(key, value, defaults.get(key))
+        for key, check in _CHECKS.items():
+            problem = check(flat[key])
+            if problem:
+                raise ValueError(f"{key} {problem}, got {flat[key]!r}")
+        m = self.model
+        if m.adapter_dim % m.adapter_heads:
+            raise ValueError(f"model.adapter_dim ({m.adapter_dim}) must be divisible by model.adapter_heads "
+                             f"({m.adapter_heads})")
+        if m.max_instances < m.min_instances:
+            raise ValueError(f"model.max_instances ({m.max_instances}) must be >= model.min_instances "
+                             f"({m.min_instances})")
+
+    def roles(self) -> dict:
+        """{dotted key: "result" | "inference" | "speed" | "label"} for every field (see the role tuples above)."""
+        return {k: field_role(k) for k in _flatten(self.to_dict())}
+
+    def training_dict(self) -> dict:
+        """The result fields: what a trained model depends on (inference-only, speed-only and label fields removed;
+        the content behind label paths enters the cache keys in `hoilib.cache`)."""
+        return _select(self.to_dict(), lambda k: field_role(k) == "result")
+
+    def inference_dict(self) -> dict:
+        """The inference-only fields (speed-only ones removed): what a trained model's metrics also depend on."""
+        return _select(self.to_dict(), lambda k: field_role(k) == "inference")
 
     # ---- serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -234,22 +268,125 @@ class ExperimentConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def digest(self, *sections: str) -> str:
-        """Short hash of the given sections (all when none): the cache key of artefacts built from them."""
-        d = self.to_dict()
-        if sections:
-            d = {s: d[s] for s in sections}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
     def diff(self, other: "ExperimentConfig | None" = None) -> dict:
         """Dotted keys whose values differ from `other` (default: the plain defaults)."""
         a, b = _flatten(self.to_dict()), _flatten((other or ExperimentConfig()).to_dict())
         return {k: v for k, v in a.items() if b.get(k) != v}
 
 
-def _choice(name: str, value: str, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+def field_role(key: str) -> str:
+    """Role of a dotted config key: "label", "speed", "inference" or "result" (the role tuples above)."""
+    for role, keys in (("label", LABELS), ("speed", SPEED_ONLY), ("inference", INFERENCE_ONLY)):
+        if any(key == k or key.startswith(k + ".") for k in keys):
+            return role
+    return "result"
+
+
+def _select(d: dict, keep) -> dict:
+    """The nested dict restricted to the dotted keys for which keep(key) is true (empty sections dropped)."""
+    out: dict = {}
+    for key, value in _flatten(d).items():
+        if keep(key):
+            node = out
+            *head, leaf = key.split(".")
+            for h in head:
+                node = node.setdefault(h, {})
+            node[leaf] = copy.deepcopy(value)
+    return out
+
+
+# ---- ranges (types come from the defaults) -----------------------------------------------------------------------
+def _at_least(lo):
+    return lambda v: None if v >= lo else f"must be >= {lo}"
+
+
+def _between(lo, hi, open_lo: bool = False, open_hi: bool = False):
+    def check(v):
+        ok = (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)
+        return None if ok else f"must be in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
+    return check
+
+
+def _one_of(*allowed):
+    return lambda v: None if v in allowed else f"must be one of {allowed}"
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _finite(v):
+    return None if math.isfinite(v) else "must be a finite number"
+
+
+def _odd_kernels(v):
+    if len(v) == 0 or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in v):
+        return "must be a non-empty list of odd positive integers (kernel sizes)"
+    return None
+
+
+def _rgb(positive: bool):
+    def check(v):
+        if len(v) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
+                              for x in v):
+            return "must be 3 finite numbers (R, G, B)"
+        return "must be > 0 per channel" if positive and min(v) <= 0 else None
+    return check
+
+
+_CHECKS = {
+    "world.seed": _at_least(0), "world.image_size": _at_least(16), "world.n_train": _at_least(1),
+    "world.n_test": _at_least(1), "world.n_caption": _at_least(0), "world.max_people": _at_least(1),
+    "world.max_objects": _at_least(1), "world.long_tail": _at_least(0.0), "world.clutter": _at_least(0.0),
+    "world.caption_long_tail": _at_least(0.0), "world.caption_close_up": _between(0.0, 1.0),
+    "detector.box_jitter": _at_least(0.0), "detector.miss_rate": _between(0.0, 1.0),
+    "detector.false_positives": _at_least(0.0), "detector.class_confusion": _between(0.0, 1.0),
+    "detector.score_true": _between(0.0, 1.0), "detector.score_false": _between(0.0, 1.0),
+    "detector.score_noise": _at_least(0.0),
+    "data.dataset": _one_of("world", "hicodet"), "data.protocol": _one_of(*PROTOCOLS),
+    "clip.image_mean": _rgb(False), "clip.image_std": _rgb(True), "clip.pretrain_epochs": _at_least(1),
+    "clip.pretrain_batch_size": _at_least(2), "clip.pretrain_lr": _positive, "clip.pretrain_weight_decay": _at_least(0.0),
+    "clip.pretrain_seed": _at_least(0), "clip.pretrain_warmup": _between(0.0, 1.0),
+    "clip.pretrain_holdout": _between(0.0, 1.0, open_hi=True), "clip.pretrain_threads": _at_least(0),
+    "model.la_mixer": _one_of("conv", "local_attn"), "model.la_kernels": _odd_kernels,
+    "model.adapter_dim": _at_least(1), "model.n_context_queries": _at_least(1), "model.roi_size": _at_least(0),
+    "model.gamma_init": _finite, "model.layout_alpha": _finite,
+    "model.ho_feature": _one_of("auto", "detector", "clip_roi"), "model.det_feat_dim": _at_least(1),
+    "model.adapter_heads": _at_least(1), "model.adapter_dropout": _between(0.0, 1.0, open_hi=True),
+    "model.text_mode": _one_of("verb", "hoi"), "model.n_ctx": _at_least(0),
+    "model.class_specific_ctx": _one_of("auto", "class", "shared"),
+    "model.box_score_thresh": _between(0.0, 1.0), "model.min_instances": _at_least(0),
+    "model.max_instances": _at_least(1), "model.nms_thresh": _between(0.0, 1.0),
+    "model.focal_alpha": _between(0.0, 1.0), "model.focal_gamma": _at_least(0.0),
+    "model.lambda_train": _at_least(0.0), "model.lambda_test": _at_least(0.0),
+    "model.fg_iou": _between(0.0, 1.0, open_lo=True), "model.verb_alpha": _at_least(0.0),
+    "model.zs_topk": _at_least(0), "model.kernel_impl": _one_of("auto", "triton", "torch"),
+    "train.epochs": _at_least(1), "train.batch_size": _at_least(1), "train.lr": _positive,
+    "train.weight_decay": _at_least(0.0), "train.lr_step": _at_least(1), "train.lr_gamma": _between(0.0, 1.0, True),
+    "train.grad_clip": _at_least(0.0), "train.seed": _at_least(0), "train.num_workers": _at_least(0),
+    "train.device": _one_of("auto", "cpu", "cuda"), "train.max_train_images": _at_least(0),
+    "train.log_every": _at_least(0), "train.num_threads": _at_least(0), "train.grid_workers": _at_least(1),
+    "eval.iou_rule": _one_of("official", "pocket"), "eval.ap": _one_of("11p", "area"),
+    "eval.batch_size": _at_least(1),
+}
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """The value must have its default's type (an int is accepted for a float field)."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{key} must be of type {type(default).__name__}, got {value!r}")
 
 
 def _to_plain(x: Any) -> Any:
@@ -309,3 +446,17 @@ def _coerce(key: str, old: Any, value: Any) -> Any:
             raise ValueError(f"{key} expects a list, got {value!r}")
         return tuple(value)
     return value
+
+
+
+def _default_dict() -> dict:
+    """The defaults as a plain dict, built from the field declarations (without constructing ExperimentConfig,
+    whose construction validates against this very dict)."""
+    out = {}
+    for f in fields(ExperimentConfig):
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        out[f.name] = dataclasses.asdict(value) if is_dataclass(value) else value
+    return _to_plain(out)
+
+
+_DEFAULTS = _default_dict()

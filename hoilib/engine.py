@@ -36,11 +36,15 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from hoilib import cache
 from hoilib.config import ExperimentConfig
+from hoilib.data.dataset import build_dataset
+from hoilib.eval import evaluate
+from hoilib.models import build_model
 
 __all__ = ["train", "infer", "evaluate_run", "Batch", "Collator", "seen_class_mask", "resolve_device",
-           "resolve_clip", "load_trained_model", "trainable_state", "DistInfo", "init_distributed",
-           "training_loss", "CHECKPOINT", "LOG"]
+           "load_trained_model", "trainable_state", "DistInfo", "init_distributed", "training_loss", "CHECKPOINT",
+           "LOG"]
 
 CHECKPOINT = "checkpoint.pt"  # file names inside a run directory
 LOG = "log.jsonl"
@@ -96,20 +100,11 @@ def resolve_device(cfg: ExperimentConfig, info: DistInfo | None = None) -> torch
 
 
 # ---- config helpers ---------------------------------------------------------------------------------------------
-def resolve_clip(cfg: ExperimentConfig, progress: bool = True, info: DistInfo | None = None) -> ExperimentConfig:
-    """The config with `clip.checkpoint` filled in: the world's small CLIP needs pretraining
-    (`pretrain_clip`, cached) when no checkpoint is given. Under torchrun rank 0 pretrains, the others wait."""
-    if cfg.clip.checkpoint or cfg.clip.arch != "hoi-world-vit":
-        return cfg
-    from hoilib.models.clip_pretrain import clip_cache_path, pretrain_clip
-
-    info = info or DistInfo()
-    if info.is_main:
-        path = pretrain_clip(cfg, progress=progress)
-    info.barrier()
-    if not info.is_main:
-        path = clip_cache_path(cfg)
-    return cfg.override({"clip.checkpoint": str(path)})
+def _require_clip(cfg: ExperimentConfig) -> None:
+    """The world's small CLIP has no weights of its own: it must have been pretrained (and its path set) first."""
+    if cfg.clip.arch == "hoi-world-vit" and not cfg.clip.checkpoint:
+        raise ValueError("clip.checkpoint is empty: the built-in world's CLIP is pretrained by hoilib first; use "
+                         "cfg = hoilib.runs.resolve_clip(cfg) (or hoilib.runs.run_experiment, which does it)")
 
 
 def seen_class_mask(num_classes: int, unseen) -> torch.Tensor:
@@ -124,8 +119,7 @@ def seen_class_mask(num_classes: int, unseen) -> torch.Tensor:
 
 
 def _set_threads(cfg: ExperimentConfig) -> None:
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
+    torch.set_num_threads(cache.threads(cfg.train.num_threads))  # part of the run's key: it changes bits
 
 
 def _seed_all(seed: int) -> None:
@@ -308,12 +302,12 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
     out_dir = Path(out_dir)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        cache.sweep_stale(out_dir)  # temporaries of an earlier process that was killed while writing
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / LOG
     show = progress and info.is_main
-    cfg = resolve_clip(cfg, progress=show, info=info)
+    key = cache.run_key_dict(cfg)  # what the weights depend on; a resumed checkpoint must have the same
 
     if data is None:
-        from hoilib.data.dataset import build_dataset
         data = build_dataset(cfg, "train")
     dataset = data.dataset
     if cfg.train.max_train_images > 0 and cfg.train.max_train_images < len(dataset):
@@ -322,13 +316,13 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
 
     _seed_all(cfg.train.seed + info.rank)  # official: seed 66 + rank
     if model is None:
-        from hoilib.models import build_model
+        _require_clip(cfg)
         model = build_model(cfg, data.vocab, protocol_unseen=data.unseen)
     # Training randomness (dropout, workers) starts from the seed whether or not the model was built here.
     _seed_all(cfg.train.seed + info.rank)
     resuming = resume and ckpt_path.is_file()
-    if cfg.model.use_verb_classifier and hasattr(model, "prepare_hoiclip") and not resuming:
-        model.prepare_hoiclip(dataset, progress=show)  # HOICLIP's E_v from training images (a resume loads it)
+    if hasattr(model, "prepare") and not resuming:  # e.g. HOICLIP's E_v from the training images (a resume loads it)
+        model.prepare(dataset, progress=show)
     model.to(device)
     named = _trainable_named(model)
     params = [p for _, p in named]
@@ -342,7 +336,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
     start_epoch, history, time_spent = 0, [], 0.0
     if resuming:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        _check_same_training(cfg, ck, ckpt_path)
+        _check_same_training(key, ck, ckpt_path)
         _load_trainable_state(model, ck["model"], str(ckpt_path))
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -425,10 +419,11 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
             dist.all_gather_object(rngs, _rng_state())
         if info.is_main:
             _append_log(log_path, rec)
-            _atomic_save(dict(model=trainable_state(core), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                              scaler=scaler.state_dict() if amp else None, rng=rngs, epoch=epoch + 1,
-                              history=history, time_s=time_spent, config=cfg.to_dict(),
-                              complete=epoch + 1 == epochs, world_size=info.world_size), ckpt_path)
+            with cache.atomic_path(ckpt_path) as tmp:
+                torch.save(dict(model=trainable_state(core), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                scaler=scaler.state_dict() if amp else None, rng=rngs, epoch=epoch + 1,
+                                history=history, time_s=time_spent, config=cfg.to_dict(), key=key,
+                                complete=epoch + 1 == epochs, world_size=info.world_size), tmp)
         info.barrier()
     bar.close()
     last = history[-1] if history else {}
@@ -442,7 +437,6 @@ def _evaluate_epoch(cfg: ExperimentConfig, model: nn.Module, test_data, info: Di
     (built on first use); leaves the RNG states and the model's mode as they were."""
     state = _rng_state()
     if test_data is None:
-        from hoilib.data.dataset import build_dataset
         test_data = build_dataset(cfg, "test")
     pred = infer(cfg, model, progress=False, data=test_data)
     m = evaluate_run(cfg, pred, data=test_data) if info.is_main else None
@@ -454,18 +448,17 @@ def _evaluate_epoch(cfg: ExperimentConfig, model: nn.Module, test_data, info: Di
     return {f"test_{k}": m.get(k) for k in ("full", "rare", "non_rare", "unseen", "seen")}, test_data
 
 
-def _check_same_training(cfg: ExperimentConfig, ck: dict, where: Path) -> None:
-    """Refuse to resume a checkpoint made with a different training config (inference-only fields may differ)."""
-    from hoilib.runs import training_dict
-
-    old = ExperimentConfig.from_dict(ck["config"]) if "config" in ck else None
-    if old is None:
-        raise ValueError(f"{where}: not an engine checkpoint (no 'config')")
-    a, b = _flat(training_dict(old)), _flat(training_dict(cfg))
+def _check_same_training(key: dict, ck: dict, where: Path) -> None:
+    """Refuse to resume a checkpoint made for a different run: its stored key (`cache.run_key_dict`: result fields,
+    input contents, training code) must equal this run's. Paths are not compared, so a moved cache resumes."""
+    if "key" not in ck:
+        raise ValueError(f"{where}: not an engine checkpoint of this hoilib version (no 'key'); use another out_dir "
+                         f"or resume=False")
+    a, b = _flat(ck["key"]), _flat(key)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:
-        raise ValueError(f"{where}: the checkpoint was trained with a different config ({', '.join(diff[:8])}); "
-                         f"use another out_dir or resume=False")
+        raise ValueError(f"{where}: the checkpoint was trained for a different run ({', '.join(diff[:8])}); use "
+                         f"another out_dir or resume=False")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -483,25 +476,38 @@ def _append_log(path: Path, rec: dict) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
+def read_log(path) -> list:
+    """The records of a run's log.jsonl. A last line cut short by an interruption is dropped (it is rewritten when
+    the run resumes); a malformed line elsewhere is an error naming the file and the line."""
+    path = Path(path)
+    lines = path.read_text().splitlines() if path.exists() else []
+    out = []
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            out.append(json.loads(ln))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON ({e.msg})") from None
+    return out
+
+
 def _truncate_log(path: Path, epochs_done: int) -> None:
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("epoch", 0) <= epochs_done]
-    path.write_text("".join(ln + "\n" for ln in keep))
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    keep = [r for r in read_log(path) if r.get("epoch", 0) <= epochs_done]
+    cache.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 # ---- inference --------------------------------------------------------------------------------------------------
-def load_trained_model(cfg: ExperimentConfig, checkpoint: str | Path, data=None, progress: bool = False) -> nn.Module:
+def load_trained_model(cfg: ExperimentConfig, checkpoint: str | Path, data=None) -> nn.Module:
     """Build the model of `cfg` and load the trained state of an engine checkpoint (a file or a run directory).
 
     The model is built from `cfg` (not from the config stored in the checkpoint), so inference-only fields
-    (model.lambda_test, model.zs_topk) can differ from the ones used in training.
+    (model.lambda_test, model.zs_topk) can differ from the ones used in training. `cfg.clip.checkpoint` must be set
+    (for the world's CLIP: `hoilib.runs.resolve_clip`).
     """
     path = Path(checkpoint)
     if path.is_dir():
@@ -511,11 +517,9 @@ def load_trained_model(cfg: ExperimentConfig, checkpoint: str | Path, data=None,
     ck = torch.load(path, map_location="cpu", weights_only=False)
     if "model" not in ck or "config" not in ck:
         raise ValueError(f"{path}: not an engine checkpoint (keys {sorted(ck)[:6]})")
-    cfg = resolve_clip(cfg, progress=progress)
+    _require_clip(cfg)
     if data is None:
-        from hoilib.data.dataset import build_dataset
         data = build_dataset(cfg, "test")
-    from hoilib.models import build_model
     model = build_model(cfg, data.vocab, protocol_unseen=data.unseen)
     _load_trainable_state(model, ck["model"], str(path))
     return model
@@ -539,12 +543,11 @@ def infer(cfg: ExperimentConfig, checkpoint_or_model, split: str = "test", progr
     device = resolve_device(cfg, info)
     _set_threads(cfg)
     if data is None:
-        from hoilib.data.dataset import build_dataset
         data = build_dataset(cfg, split)
     if isinstance(checkpoint_or_model, nn.Module):
         model = _unwrap(checkpoint_or_model)
     else:
-        model = load_trained_model(cfg, checkpoint_or_model, data=data, progress=progress)
+        model = load_trained_model(cfg, checkpoint_or_model, data=data)
     was_training = model.training
     model.eval().to(device)
     dataset = data.dataset
@@ -594,10 +597,7 @@ def evaluate_run(cfg: ExperimentConfig, predictions: dict, *, data=None) -> dict
     Returns the evaluator's `EvalResult.to_dict()`: full / rare / non_rare / unseen / seen mAP (percent; unseen and
     seen None for the "supervised" protocol) and per-class AP.
     """
-    from hoilib.eval import evaluate
-
     if data is None:
-        from hoilib.data.dataset import build_dataset
         data = build_dataset(cfg, "test")
     unseen = np.asarray(data.unseen, np.int64)
     res = evaluate(data.annotations, predictions, rare=np.asarray(data.rare, np.int64),

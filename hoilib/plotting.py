@@ -7,8 +7,11 @@ inline. Saving is the caller's business (`hoilib.results.save_figure`).
 from __future__ import annotations
 
 import math
+import textwrap
 
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
@@ -155,8 +158,6 @@ def plot_method_bars(table, metrics=("unseen", "full")):
     """Grouped bars: one group per protocol, one bar per method, error bars = std over seeds; one panel per metric.
 
     `table` is `study.main_table(...)` (columns method, protocol, <metric>_mean, <metric>_std)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     methods = list(dict.fromkeys(table["method"]))
     protocols = list(dict.fromkeys(table["protocol"]))
@@ -177,8 +178,6 @@ def plot_method_bars(table, metrics=("unseen", "full")):
 
 def plot_ablation_bars(table):
     """Horizontal bars of unseen / seen / full mAP per ablation row (mean ± std over seeds)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     rows = list(table["configuration"])
     fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.2), sharey=True)
@@ -196,7 +195,6 @@ def plot_ablation_bars(table):
 
 def plot_sweeps(tables: dict, metrics=("unseen", "full", "rare")):
     """One panel per sweep (dict name -> `study.sweep_table`), lines = metrics with std error bars."""
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.3), squeeze=False)
     for ax, (name, t) in zip(axes[0], tables.items()):
@@ -212,18 +210,53 @@ def plot_sweeps(tables: dict, metrics=("unseen", "full", "rare")):
     return fig
 
 
+VERDICT_COLOURS = {"supported": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
+
+
+def plot_paired_differences(table, title: str = "", unit: str = "mAP"):
+    """Paired differences b - a with their t intervals: one row per row of `stats.comparison_table(...)`.
+
+    A point at mean_diff_map and an error bar from ci_low_map to ci_high_map (the table's numbers, nothing is
+    re-estimated here), coloured by verdict; a vertical line at 0; primary rows in bold. An unbounded interval
+    (one pair) is drawn as a hollow point labelled "unbounded". The level comes from `table.attrs["level"]`
+    (default 0.95)."""
+
+    if len(table) == 0:
+        raise ValueError("plot_paired_differences: the table has no rows")
+    level = table.attrs.get("level", 0.95)
+    labels = [f"{r.comparison} | {r.protocol} | {r.metric} (n = {r.n_pairs})" for r in table.itertuples()]
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(7.5, 1.3 + 0.42 * len(table)))
+    for k, r in enumerate(table.itertuples()):
+        colour = VERDICT_COLOURS.get(r.verdict, "black")
+        m, lo, hi = r.mean_diff_map, r.ci_low_map, r.ci_high_map
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.errorbar(m, k, xerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=3, ms=5)
+        else:
+            ax.plot(m, k, "o", mfc="none", color=colour, ms=5)
+            ax.annotate("unbounded", (m, k), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
+    ax.axvline(0.0, color="black", lw=0.9)
+    ax.set_yticks(np.arange(len(table)), labels, fontsize=8)
+    for tick, primary in zip(ax.get_yticklabels(), table["primary"]):
+        tick.set_fontweight("bold" if primary else "normal")
+    ax.set_ylim(len(table) - 0.5, -0.5)  # first row on top
+    ax.set_xlabel(f"paired difference, {level:.0%} CI (t, n-1 df) [{unit}, b - a]")
+    ax.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # ---- looking inside LAIN (notebook 03) ------------------------------------------------------------------------
 def plot_layout_and_attention(image, layout: dict, attention, vocab, pair: int = 0):
     """Three panels for one image: the kept detections, the LA layout map (which box is painted on each patch
     cell), and the IA context attention over the ROI cells of the chosen pair's human and object boxes.
 
     Args:
-        image: uint8 [S, S, 3] (the CLIP input frame); layout: `analysis.layout_map(...)`;
-        attention: [K, r, r] from `analysis.ia_context_attention` (or None); pair: index into layout["pairs"].
+        image: uint8 [S, S, 3] (the CLIP input frame); layout: `hoilib.analysis.layout_map(...)`;
+        attention: [K, r, r] from `hoilib.analysis.ia_context_attention` (or None); pair: index into layout["pairs"].
     """
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.patches import Rectangle
 
     s = image.shape[0]
     idx, boxes, labels = layout["index"], layout["boxes"], layout["labels"]
@@ -269,25 +302,23 @@ def plot_layout_and_attention(image, layout: dict, attention, vocab, pair: int =
 
 
 # ---- notebook 08 ---------------------------------------------------------------------------------------------
-def plot_qualitative(images, annotations, pred, vocab, indices, unseen=(), top: int = 3, ncols: int = 4):
-    """Top-`top` predicted interactions per image; green = matches a ground-truth pair of that class
-    (IoU >= 0.5 on both boxes), red = does not; '*' marks unseen classes. Boxes are drawn for the best one."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.patches import Rectangle
+def plot_qualitative(images, pred, vocab, picks: dict, unseen=(), ncols: int = 4):
+    """The chosen predictions per image; green = matches a ground-truth pair of that class (IoU >= 0.5 on both
+    boxes), red = does not; '*' marks unseen classes. Boxes are drawn for the first (best) one.
 
-    from .analysis import prediction_correct, top_predictions
-
+    Args:
+        images: uint8 [N, H, W, 3] array or an ImageSource; pred: predictions (the evaluator's format);
+        picks: {image: (prediction rows, correct [bool per row])} (`analysis.qualitative_picks`).
+    """
     unseen = set(np.asarray(unseen, np.int64).tolist())
-    n = len(indices)
+    n = len(picks)
+    top = max((len(rows) for rows, _ in picks.values()), default=1)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, (3.1 + 0.25 * top) * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, indices):
+    for ax, (i, (rows, ok)) in zip(axes.flat, picks.items()):
         ax.imshow(_load(images, i))
-        rows = top_predictions(pred, i, top)
-        ok = prediction_correct(annotations, pred, rows)
         lines = []
         for k, (r, good) in enumerate(zip(rows, ok)):
             c = int(pred["hoi"][r])
@@ -309,8 +340,6 @@ def plot_ap_vs_frequency(per_class_long, train_counts, unseen=()):
 
     per_class_long: run_grid(..., per_class=True) output (metric "ap_<c>"); train_counts: [C] after protocol
     filtering (unseen classes have 0 and are drawn at 0.5 on the log axis)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     d = per_class_long[per_class_long["metric"].str.startswith("ap_")].copy()
     d["cls"] = d["metric"].str[3:].astype(int)
@@ -337,7 +366,6 @@ def plot_ap_vs_frequency(per_class_long, train_counts, unseen=()):
 
 def plot_detection_quality(quality, metrics=("full", "unseen")):
     """mAP against the simulated detector's noise level, one line per method (mean ± std over seeds)."""
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.3), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -353,7 +381,6 @@ def plot_detection_quality(quality, metrics=("full", "unseen")):
 def plot_seed_pairs(pairs, a: str, b: str, metric: str = "full"):
     """`study.seed_pairs` output as one panel: for each schedule, a line per seed from method a to method b, so that
     a gain shared by every seed and one carried by a single seed look different."""
-    import matplotlib.pyplot as plt
 
     schedules = list(dict.fromkeys(pairs["schedule"]))
     fig, ax = plt.subplots(figsize=(2.2 + 2.0 * len(schedules), 3.4))
@@ -374,7 +401,6 @@ def plot_seed_pairs(pairs, a: str, b: str, metric: str = "full"):
 
 def plot_clip_pretraining(history):
     """Per epoch of CLIP pretraining (`metrics["history"]`): the contrastive loss and held-out retrieval."""
-    import matplotlib.pyplot as plt
 
     epoch = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -393,7 +419,6 @@ def plot_clip_pretraining(history):
 def plot_training_curves(steps, history):
     """A LAIN training run: focal loss per logged step (`steps`: the log's step records, columns epoch, step,
     loss) and test mAP after each epoch (`history`: columns epoch, test_unseen / test_seen / test_full)."""
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     axes[0].plot((steps["epoch"] - 1) + steps["step"] / steps["step"].max(), steps["loss"], lw=1)
@@ -409,9 +434,7 @@ def plot_training_curves(steps, history):
 
 def show_captioned(images, captions, indices, ncols: int = 4, cell: float = 2.4, width: int = 34) -> Figure:
     """Images with their captions underneath (the CLIP pretraining pairs), wrapped at `width` characters."""
-    import textwrap
 
-    import matplotlib.pyplot as plt
 
     indices = list(indices)
     if not indices:

@@ -5,7 +5,6 @@
 - `save_figure(fig, name, results_dir)`: `figures/<name>.png` at a fixed size and dpi.
 - `write_manifest(results_dir, ...)`: what produced the results: git commit, profile, seeds, configs, package
   versions and the hash of the data used, one JSON file per notebook (`manifest/<notebook>.json`).
-- `summarise_seeds(df)`: mean and standard deviation over seeds, the form every table cell takes.
 """
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 FIG_DPI = 120
@@ -51,20 +49,6 @@ def save_figure(fig, name: str, results_dir: str | Path = "results") -> Path:
     path = _dir(results_dir, "figures") / f"{name}.png"
     fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight", metadata={"Software": None})
     return path
-
-
-def summarise_seeds(df: pd.DataFrame, by: list, value: str = "value") -> pd.DataFrame:
-    """Mean, standard deviation (ddof=1; 0 for a single seed) and count of `value` over the rows in each group."""
-    g = df.groupby(by, sort=False)[value]
-    out = g.agg(mean="mean", std=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0, n="count").reset_index()
-    return out
-
-
-def mean_std(mean: float, std: float, decimals: int = 2) -> str:
-    """'33.95 ± 0.41' for a table cell."""
-    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
-        return "–"
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def git_commit(repo: str | Path = ".") -> str:

@@ -1,25 +1,33 @@
-"""The experiment cache: one directory per trained model, one metrics file per way of running inference on it.
+"""Orchestration: the experiment cache, grids of experiments, sweeps. The engine trains one resolved config; this
+module decides what needs training and where it lives.
 
-`run_experiment(cfg)` trains (or resumes, or reuses) the model of `cfg` and evaluates it:
+`run_experiment(cfg)` resolves the CLIP (`resolve_clip`: the world's small CLIP is pretrained once, cached),
+trains (or resumes, or reuses) the model of `cfg` and evaluates it:
 
-    <cache_dir>/runs/<training digest>/
-        config.json                       the config of the first call (readable record)
-        checkpoint.pt, log.jsonl          written by `engine.train` (resumable)
-        predictions_<inference digest>.npz  the evaluator's input (`hoilib.eval.save_predictions` format)
-        metrics_<inference digest>.json   the evaluator's output, plus timings
+    <cache_dir>/runs/<run key>/
+        config.json                        the config of the first call (readable record)
+        checkpoint.pt, log.jsonl           written by `engine.train` (resumable)
+        predictions_<predictions key>.npz  the evaluator's input (`hoilib.eval.save_predictions` format)
+        metrics_<predictions key>.json     the evaluator's output, plus timings
 
-The training digest covers every field that changes the trained weights; the inference digest covers the fields
-that only change inference (`model.lambda_test`, `model.zs_topk`, `eval.*`, `data.detections_test`), so a sweep
-over them re-runs inference only. `run_grid` runs a table's worth of experiments and returns one long data frame.
+The keys follow the one cache rule of `hoilib.cache`: the run key covers every result field, the content of the
+run's inputs and the training code; the predictions key covers the inference-only fields (`model.lambda_test`,
+`model.zs_topk`, `eval.*`, `data.detections_test`) and the evaluator's code, so a sweep over them re-runs inference
+only. `run_grid` runs a table's worth of experiments (side by side in worker processes) and returns one long data
+frame; `run_sweeps` runs several one-parameter sweeps; `detection_quality_sweep` re-evaluates trained models on test
+detections of several noise levels.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
+import ctypes
 import json
+import multiprocessing as mp
 import os
 import shutil
+import signal
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -27,83 +35,51 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from hoilib.config import SPEED_ONLY, ExperimentConfig
+from hoilib import cache, engine
+from hoilib.config import ExperimentConfig
+from hoilib.data.dataset import build_dataset
+from hoilib.data.world import build_world
+from hoilib.eval import load_predictions, save_predictions
+from hoilib.models.clip_pretrain import clip_cache_path, pretrain_clip
 
-__all__ = ["run_experiment", "run_grid", "run_dir", "training_dict", "inference_dict", "training_digest",
-           "inference_digest", "code_digest", "METRICS"]
+__all__ = ["resolve_clip", "run_experiment", "run_grid", "run_sweeps", "run_dir", "prediction_path",
+           "trained_model", "training_curves", "load_run_predictions", "scaled_detector", "detection_quality_sweep", "METRICS"]
 
-# Fields that never change the trained weights: labels, locations, the hardware, logging, and inference-only knobs.
-_NOT_TRAINING = ("name", "profile", "eval", "model.lambda_test", "model.zs_topk", "data.cache_dir",
-                 "data.detections_test", "train.log_every") + SPEED_ONLY
-# Fields that change predictions or metrics of a trained model (eval.batch_size does not: batching is exact).
-_INFERENCE = ("model.lambda_test", "model.zs_topk", "eval", "data.detections_test")
 METRICS = ("full", "rare", "non_rare", "unseen", "seen")  # mAP columns of run_grid (percent)
 
 
-def _drop(d: dict, dotted: str) -> None:
-    *head, leaf = dotted.split(".")
-    for h in head:
-        d = d[h]
-    d.pop(leaf, None)
-
-
-def _pick(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d[part]
-    return d
-
-
-def training_dict(cfg: ExperimentConfig) -> dict:
-    """The config as a dict without the fields that cannot change the trained weights."""
-    d = copy.deepcopy(cfg.to_dict())
-    for key in _NOT_TRAINING:
-        _drop(d, key)
-    return d
-
-
-def inference_dict(cfg: ExperimentConfig) -> dict:
-    """The inference-only fields (dotted keys -> values), eval.batch_size excluded."""
-    d = cfg.to_dict()
-    out = {k: copy.deepcopy(_pick(d, k)) for k in _INFERENCE}
-    out["eval"].pop("batch_size", None)
-    return out
-
-
-def _digest(d: dict) -> str:
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# The code that produces a run's numbers: a cached run is reused only while these files are unchanged ("same
-# config and code"). Plotting, tables and notebooks are not among them, so editing a figure retrains nothing.
-_TRAINING_CODE = ("engine.py", "config.py", "models", "data", "kernels")
-_INFERENCE_CODE = ("eval",)
-
-
-def code_digest(parts=_TRAINING_CODE) -> str:
-    """sha256 over the Python sources of the given hoilib files / packages (sorted, path-qualified)."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for part in parts:
-        p = root / part
-        for f in sorted([p] if p.is_file() else p.rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def training_digest(cfg: ExperimentConfig) -> str:
-    return _digest(dict(training_dict(cfg), code=code_digest()))
-
-
-def inference_digest(cfg: ExperimentConfig) -> str:
-    return _digest(dict(inference_dict(cfg), code=code_digest(_INFERENCE_CODE)))
+# ---- the CLIP a config uses ---------------------------------------------------------------------------------------
+def resolve_clip(cfg: ExperimentConfig, progress: bool = True) -> ExperimentConfig:
+    """The config with `clip.checkpoint` filled in: the world's small CLIP is pretrained on the world's captions
+    (`models.clip_pretrain.pretrain_clip`, cached under its key) when no checkpoint is given. Under torchrun rank 0
+    pretrains and the other processes wait for it."""
+    if cfg.clip.checkpoint or cfg.clip.arch != "hoi-world-vit":
+        return cfg
+    info = engine.init_distributed(engine.resolve_device(cfg).type)
+    if info.is_main:
+        path = pretrain_clip(cfg, progress=progress)
+    info.barrier()
+    if not info.is_main:
+        path = clip_cache_path(cfg)
+    return cfg.override({"clip.checkpoint": str(path)})
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
-    """`<cache_dir>/runs/<training digest>`: where the model of `cfg` is (or will be) trained."""
-    return Path(cfg.data.cache_dir) / "runs" / training_digest(cfg)
+    """`<cache_dir>/runs/<run key>`: where the model of `cfg` is (or will be) trained (resolves the CLIP first)."""
+    cfg = resolve_clip(cfg, progress=False)
+    return Path(cfg.data.cache_dir) / "runs" / cache.run_key(cfg)
 
 
+def prediction_path(cfg: ExperimentConfig) -> Path:
+    """The cached test predictions of `cfg` (written by `run_experiment`)."""
+    return run_dir(cfg) / f"predictions_{cache.predictions_key(cfg)}.npz"
+
+
+def _metrics_path(cfg: ExperimentConfig) -> Path:
+    return run_dir(cfg) / f"metrics_{cache.predictions_key(cfg)}.json"
+
+
+# ---- one experiment -----------------------------------------------------------------------------------------------
 def run_experiment(cfg: ExperimentConfig, redo: bool = False, progress: bool = True) -> dict:
     """Train (resume / reuse) and evaluate one experiment; the cached metrics are returned at once when present.
 
@@ -115,10 +91,9 @@ def run_experiment(cfg: ExperimentConfig, redo: bool = False, progress: bool = T
         over sessions), infer_time_s, eval_time_s, run_dir, train_digest, infer_digest, protocol, seed, name.
     Under torchrun every process trains and infers its share; rank 0 evaluates and writes, every rank returns.
     """
-    from hoilib import engine
-
+    cfg = resolve_clip(cfg, progress=progress)
     d = run_dir(cfg)
-    metrics_path = d / f"metrics_{inference_digest(cfg)}.json"
+    metrics_path = _metrics_path(cfg)
     info = engine.init_distributed(engine.resolve_device(cfg).type)  # a torchrun launch: join its group
     if redo and info.is_main and d.exists():
         shutil.rmtree(d)
@@ -127,8 +102,9 @@ def run_experiment(cfg: ExperimentConfig, redo: bool = False, progress: bool = T
         return json.loads(metrics_path.read_text())
     if info.is_main:
         d.mkdir(parents=True, exist_ok=True)
+        cache.sweep_stale(d)
         if not (d / "config.json").exists():
-            (d / "config.json").write_text(cfg.to_json())
+            cache.atomic_write_text(d / "config.json", cfg.to_json())
 
     ck_path = d / engine.CHECKPOINT
     ck = torch.load(ck_path, map_location="cpu", weights_only=False) if ck_path.is_file() else None
@@ -138,32 +114,45 @@ def run_experiment(cfg: ExperimentConfig, redo: bool = False, progress: bool = T
         out = engine.train(cfg, d, progress=progress, resume=True)
         train_time = float(out["time_s"])
 
-    from hoilib.data.dataset import build_dataset
-
     test = build_dataset(cfg, "test")
-    model = engine.load_trained_model(cfg, d, data=test, progress=progress)
+    model = engine.load_trained_model(cfg, d, data=test)
     t0 = time.perf_counter()
     pred = engine.infer(cfg, model, progress=progress, data=test)
     infer_time = time.perf_counter() - t0
     result = None
     if info.is_main:
-        from hoilib.eval import save_predictions
-
-        save_predictions(d / f"predictions_{inference_digest(cfg)}.npz", **pred)
+        with cache.atomic_path(prediction_path(cfg)) as tmp:
+            save_predictions(tmp, **pred)
         t0 = time.perf_counter()
         metrics = engine.evaluate_run(cfg, pred, data=test)
         result = dict(_plain(metrics), train_time_s=train_time, infer_time_s=infer_time,
                       eval_time_s=time.perf_counter() - t0, n_predictions=int(len(pred["score"])), run_dir=str(d),
-                      train_digest=training_digest(cfg), infer_digest=inference_digest(cfg),
+                      train_digest=d.name, infer_digest=cache.predictions_key(cfg),
                       protocol=cfg.data.protocol, seed=cfg.train.seed, name=cfg.name)
-        tmp = metrics_path.with_name(f".{metrics_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, metrics_path)
+        cache.atomic_write_text(metrics_path, json.dumps(result, indent=1))
     if info.enabled:
         box = [result]
         torch.distributed.broadcast_object_list(box, src=0)
         result = box[0]
     return result
+
+
+def training_curves(cfg: ExperimentConfig, progress: bool = False) -> dict:
+    """Train the model of `cfg` with a test evaluation after every epoch (as the official code does) and return
+    `engine.train`'s result plus `steps` (the log's step records). The evaluation leaves the RNG as it was, so the
+    weights are those of `run_experiment(cfg)`; the run is kept in `<run dir>/curves` (resumable, cached)."""
+    cfg = resolve_clip(cfg, progress=progress)
+    d = run_dir(cfg) / "curves"
+    out = engine.train(cfg, d, progress=progress, resume=True, eval_each_epoch=True)
+    out["steps"] = [r for r in engine.read_log(d / engine.LOG) if r.get("event") == "step"]
+    return out
+
+
+def trained_model(cfg: ExperimentConfig, progress: bool = False):
+    """(the trained model of `cfg`, its resolved config), training it first if the cache does not hold it."""
+    cfg = resolve_clip(cfg, progress=progress)
+    run_experiment(cfg, progress=progress)
+    return engine.load_trained_model(cfg, run_dir(cfg)), cfg
 
 
 def _plain(x):
@@ -179,6 +168,7 @@ def _plain(x):
     return x
 
 
+# ---- grids --------------------------------------------------------------------------------------------------------
 def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=None, *, redo: bool = False,
              progress: bool = True, per_class: bool = False, workers: int | None = None) -> pd.DataFrame:
     """Run every (variant, protocol, seed) combination (cached) and collect the metrics in long format.
@@ -191,8 +181,8 @@ def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=N
             draws: {"uc0": [0], "uc1": [1]}); None = base_cfg's protocol.
         per_class: also emit one row per HOI class (metric "ap_<class>").
         workers: experiments trained side by side in separate processes; None = base_cfg.train.grid_workers.
-            Each process uses train.num_threads torch threads (0: the CPU count divided by the workers), so the
-            numbers equal those of a sequential run with the same thread count.
+            Each process uses train.num_threads torch threads, as a sequential run would, so the numbers are the
+            same. Worker processes end with the process that started them (also when it is killed).
     Returns:
         DataFrame with columns setting, protocol, seed, metric, value (metrics: full, rare, non_rare, unseen, seen
         in percent; train_time_s; infer_time_s), one row per (setting, protocol, seed, metric), in job order.
@@ -204,15 +194,16 @@ def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=N
     plan = dict(protocols) if isinstance(protocols, dict) else {p: list(seeds) for p in protocols}
     jobs = [(name, p, int(s)) for name in variants for p, ss in plan.items() for s in ss]
     cfgs = [base_cfg.override(variants[name], {"data.protocol": p, "train.seed": s}) for name, p, s in jobs]
+    cfgs = _prepare_shared(cfgs, progress)
+    dirs = [run_dir(c) for c in cfgs]
     if redo:  # delete each run directory once, here, so that settings sharing a model do not retrain it twice
-        for d in {run_dir(c) for c in cfgs}:
+        for d in set(dirs):
             shutil.rmtree(d, ignore_errors=True)
-    _prepare_shared(cfgs, progress)
 
     # Settings that share a trained model (inference-only sweeps) run in one process, one after the other.
     groups: dict = {}
-    for i, cfg in enumerate(cfgs):
-        groups.setdefault(training_digest(cfg), []).append(i)
+    for i, d in enumerate(dirs):
+        groups.setdefault(d, []).append(i)
     workers = base_cfg.train.grid_workers if workers is None else int(workers)
     workers = max(1, min(workers, len(groups)))
     results: list = [None] * len(jobs)
@@ -229,12 +220,8 @@ def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=N
         for idx in groups.values():
             finish(idx, _run_group([cfgs[i] for i in idx]))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        threads = base_cfg.train.num_threads or max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_run_group, [cfgs[i] for i in idx]): idx for idx in groups.values()}
             for fut in as_completed(futures):
                 idx = futures[fut]
@@ -260,8 +247,27 @@ def run_grid(base_cfg: ExperimentConfig, variants: dict, seeds=(0,), protocols=N
     return pd.DataFrame(rows, columns=["setting", "protocol", "seed", "metric", "value"])
 
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_init(parent: int) -> None:
+    """Grid worker set-up: end this process when the one that started the grid ends, however it ends (the kernel
+    sends SIGKILL on the parent's death on Linux; a watchdog thread covers other systems and a parent that died
+    before the signal was armed)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the watchdog alone
+        pass
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_group(cfgs: list) -> list:
@@ -269,18 +275,62 @@ def _run_group(cfgs: list) -> list:
     return [run_experiment(c, progress=False) for c in cfgs]
 
 
-def _prepare_shared(cfgs: list, progress: bool) -> None:
-    """Build the worlds and pretrain the CLIPs the grid needs once, with their own progress bars (the runs'
-    bars are off inside a grid)."""
-    from hoilib.engine import resolve_clip
-
-    done = set()
+def _prepare_shared(cfgs: list, progress: bool) -> list:
+    """Build the worlds and pretrain the CLIPs the grid needs, once each, with their own progress bars (the runs'
+    bars are off inside a grid). Returns the configs with their CLIPs resolved."""
+    done: dict = {}
+    out = []
     for cfg in cfgs:
-        key = cfg.digest("world", "detector", "clip", "data")
-        if key in done:
-            continue
-        done.add(key)
-        if cfg.data.dataset == "world":
-            from hoilib.data.world import build_world
-            build_world(cfg, progress=progress)
-        resolve_clip(cfg, progress=progress)
+        key = (cache.world_key(cfg), cache.detections_key(cfg), cache.clip_key(cfg), cfg.data.dataset,
+               cfg.data.cache_dir, cfg.clip.checkpoint, cfg.clip.arch)
+        if key not in done:
+            if cfg.data.dataset == "world":
+                build_world(cfg, progress=progress)
+            done[key] = resolve_clip(cfg, progress=progress).clip.checkpoint
+        out.append(cfg.override({"clip.checkpoint": done[key]}) if done[key] else cfg)
+    return out
+
+
+def run_sweeps(base_cfg: ExperimentConfig, sweeps: dict, seeds, protocol: str, progress: bool = True) -> dict:
+    """Several one-parameter sweeps: {name: (dotted key, values)} -> {name: run_grid's long frame}, whose `setting`
+    column holds the value (float). A value that only changes inference reuses the trained runs."""
+    out = {}
+    for name, (key, values) in sweeps.items():
+        long = run_grid(base_cfg, {str(v): {key: v} for v in values}, seeds, [protocol], progress=progress)
+        long["setting"] = long["setting"].astype(float)
+        out[name] = long
+    return out
+
+
+# ---- detection quality --------------------------------------------------------------------------------------------
+def scaled_detector(cfg: ExperimentConfig, level: float) -> dict:
+    """Overrides that scale every noise parameter of the simulated detector by `level` (0 = ground-truth boxes
+    with constant scores, 1 = `cfg.detector` as it is)."""
+    d = cfg.detector
+    return {"detector.box_jitter": d.box_jitter * level, "detector.miss_rate": min(1.0, d.miss_rate * level),
+            "detector.false_positives": d.false_positives * level,
+            "detector.class_confusion": min(1.0, d.class_confusion * level), "detector.score_noise": d.score_noise * level}
+
+
+def detection_quality_sweep(base: ExperimentConfig, variants: dict, seeds, levels, progress: bool = False):
+    """mAP of trained models (trained once on `base`'s detections, cached) evaluated on test detections of
+    several noise levels (`scaled_detector`). Returns the long frame setting, level, seed, metric, value."""
+    rows = []
+    for name, overrides in variants.items():
+        for seed in seeds:
+            model, cfg = trained_model(base.override(overrides, {"train.seed": int(seed)}), progress=progress)
+            for level in levels:
+                cl = cfg.override(scaled_detector(cfg, level))
+                test = build_dataset(cl, "test")
+                m = engine.evaluate_run(cl, engine.infer(cl, model, progress=progress, data=test), data=test)
+                for metric in ("unseen", "seen", "full"):
+                    if m.get(metric) is not None:
+                        rows.append(dict(setting=name, level=float(level), seed=int(seed), metric=metric,
+                                         value=float(m[metric])))
+    return pd.DataFrame(rows, columns=["setting", "level", "seed", "metric", "value"])
+
+
+def load_run_predictions(cfg: ExperimentConfig) -> dict:
+    """The cached test predictions of `cfg` (training and inferring first when they are missing)."""
+    run_experiment(cfg, progress=False)
+    return load_predictions(prediction_path(cfg))

@@ -248,6 +248,12 @@ def ablation_table(long: pd.DataFrame, ours: str) -> pd.DataFrame:
     return t.rename(columns={"setting": "configuration"})
 
 
+def detection_quality_table(long: pd.DataFrame) -> pd.DataFrame:
+    """`runs.detection_quality_sweep`'s long frame -> one row per (method, level): <metric>_mean / _std, n_runs."""
+    t = wide_table(summarise(long, by=("setting", "level", "metric")), ["setting", "level"])
+    return t.rename(columns={"setting": "method"})
+
+
 def sweep_table(long: pd.DataFrame, name: str, ours: str) -> pd.DataFrame:
     """A sweep over `name` in {"alpha", "topk", "lambda"}: `setting` holds the value; papers' Tab. 7 beside it."""
     s = summarise(long)

@@ -13,7 +13,8 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from hoilib.data.annotations import HOIAnnotations
-from hoilib.data.dataset import ArrayImages, HOIDataset, HOISplit
+from hoilib.data.dataset import HOIDataset, HOISplit
+from hoilib.data.images import ArrayImages
 from hoilib.data.detections import DetectionCache, Detections
 from hoilib.data.vocab import Vocabulary
 from hoilib.models.losses import interaction_loss
@@ -174,7 +175,7 @@ def ddp_config(cache_dir: str, epochs: int = 1, batch_size: int = 3):
     from hoilib.config import ExperimentConfig
 
     return ExperimentConfig().override({
-        "data.cache_dir": cache_dir, "clip.checkpoint": "unused-by-the-stand-in.pt", "train.epochs": epochs,
+        "data.cache_dir": cache_dir, "clip.arch": "ViT-B-16", "train.epochs": epochs,
         "train.batch_size": batch_size, "train.lr": 1e-2, "train.device": "cpu", "train.log_every": 1})
 
 

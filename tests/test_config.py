@@ -1,6 +1,6 @@
 import pytest
 
-from hoilib.config import ExperimentConfig
+from hoilib.config import ExperimentConfig, ModelConfig
 
 
 def test_override_dotted_and_nested_agree():
@@ -8,7 +8,7 @@ def test_override_dotted_and_nested_agree():
     b = ExperimentConfig().override({"model": {"use_la": False}, "train": {"epochs": 3}})
     assert a.to_dict() == b.to_dict()
     assert a.diff() == {"model.use_la": False, "train.epochs": 3}
-    assert a.digest() == b.digest() != ExperimentConfig().digest()
+    assert a.to_json() == b.to_json() != ExperimentConfig().to_json()
 
 
 def test_override_does_not_mutate_the_original():
@@ -35,8 +35,52 @@ def test_unknown_preset_lists_the_known_ones():
         ExperimentConfig.from_preset("nope")
 
 
-def test_digest_of_sections_ignores_other_sections():
-    a = ExperimentConfig()
-    b = a.override({"train.epochs": 1})
-    assert a.digest("world") == b.digest("world")
-    assert a.digest("train") != b.digest("train")
+def test_every_field_has_one_role():
+    roles = ExperimentConfig().roles()
+    assert roles["model.lambda_test"] == roles["eval.ap"] == roles["data.detections_test"] == "inference"
+    assert roles["train.grid_workers"] == roles["model.kernel_impl"] == roles["eval.batch_size"] == "speed"
+    assert roles["clip.checkpoint"] == roles["data.cache_dir"] == roles["name"] == "label"
+    # thread counts change the bits of CPU results: they are result fields (in the cache keys)
+    assert roles["train.num_threads"] == roles["clip.pretrain_threads"] == roles["model.use_la"] == "result"
+    cfg = ExperimentConfig()
+    training = set(_keys(cfg.training_dict()))
+    inference = set(_keys(cfg.inference_dict()))
+    assert training.isdisjoint(inference)
+    assert training | inference == {k for k, r in roles.items() if r in ("result", "inference")}
+    assert "eval.batch_size" not in inference and "clip.checkpoint" not in training
+
+
+def _keys(d, prefix=""):
+    for k, v in d.items():
+        yield from _keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"train.epochs": 0}, "train.epochs must be >= 1, got 0"),
+    ({"model.fg_iou": 5.0}, r"model.fg_iou must be in \(0.0, 1.0\], got 5.0"),
+    ({"model.la_kernels": ["a"]}, "model.la_kernels must be a non-empty list of odd positive integers"),
+    ({"model.la_kernels": [3, 4]}, "model.la_kernels must be a non-empty list of odd positive integers"),
+    ({"model.adapter_dim": 33}, r"model.adapter_dim \(33\) must be divisible by model.adapter_heads \(2\)"),
+    ({"model.min_instances": 20}, r"model.max_instances \(15\) must be >= model.min_instances \(20\)"),
+    ({"world.caption_close_up": 1.5}, r"world.caption_close_up must be in \[0.0, 1.0\]"),
+    ({"detector.miss_rate": -0.1}, r"detector.miss_rate must be in \[0.0, 1.0\]"),
+    ({"clip.image_std": [0.2, 0.0, 0.2]}, "clip.image_std must be > 0 per channel"),
+    ({"clip.image_mean": [0.5, 0.5]}, r"clip.image_mean must be 3 finite numbers"),
+    ({"model.gamma_init": float("nan")}, "model.gamma_init must be a finite number"),
+    ({"train.lr": 0.0}, "train.lr must be > 0"),
+    ({"eval.batch_size": 0}, "eval.batch_size must be >= 1"),
+])
+def test_out_of_range_values_name_the_field(bad, message):
+    with pytest.raises(ValueError, match=message):
+        ExperimentConfig().override(bad)
+
+
+def test_construction_and_direct_edits_are_validated():
+    with pytest.raises(ValueError, match="model.adapter_dim must be of type int"):
+        ExperimentConfig(model=ModelConfig(adapter_dim="32"))
+    cfg = ExperimentConfig()
+    cfg.train.epochs = -1
+    with pytest.raises(ValueError, match="train.epochs must be >= 1"):
+        cfg.validate()
+    for preset in ("smoke", "default", "hicodet"):
+        ExperimentConfig.from_preset(preset).validate()

@@ -14,7 +14,7 @@ from _engine_standins import TinyHOIModel, tiny_split
 
 
 def _cfg(tmp_path, **over):
-    base = {"data.cache_dir": str(tmp_path / "cache"), "clip.checkpoint": "unused-by-the-stand-in.pt",
+    base = {"data.cache_dir": str(tmp_path / "cache"), "clip.arch": "ViT-B-16",
             "train.epochs": 2, "train.batch_size": 4, "train.lr": 1e-2, "train.lr_step": 1, "train.lr_gamma": 0.5,
             "train.log_every": 2, "train.device": "cpu", "eval.batch_size": 5}
     base.update(over)
@@ -160,12 +160,47 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, split):
 def test_resume_refuses_other_training_config(tmp_path, split):
     cfg = _cfg(tmp_path, **{"train.epochs": 1})
     _train(cfg, tmp_path / "run", split)
-    with pytest.raises(ValueError, match="different config.*train.lr"):
+    with pytest.raises(ValueError, match=r"trained for a different run \(config.train.lr\)"):
         _train(cfg.override({"train.lr": 0.02}), tmp_path / "run", split)
     # inference-only fields may differ; resume=False starts afresh
     _train(cfg.override({"model.lambda_test": 1.0, "eval.iou_rule": "pocket"}), tmp_path / "run", split)
     out, _ = _train(cfg.override({"train.lr": 0.02}), tmp_path / "run", split, resume=False)
     assert out["history"][0]["lr"] == 0.02
+
+
+def test_a_moved_cache_and_checkpoint_file_resume(tmp_path, split):
+    """The checkpoint identifies its run by content, not by path: the same weights file elsewhere resumes."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "clip.pt").write_bytes(b"the same weights")
+    cfg = _cfg(tmp_path, **{"clip.checkpoint": str(tmp_path / "a" / "clip.pt")})
+    full, _ = _train(cfg, tmp_path / "full", split)
+    torch.manual_seed(123)
+    with pytest.raises(_Interrupt):  # dies in epoch 2, after the epoch-1 checkpoint
+        engine.train(cfg, tmp_path / "cut", progress=False, data=split, model=_Interrupting(split.vocab, 6 + 3))
+    (tmp_path / "cut").rename(tmp_path / "moved")  # the cache and the weights file move
+    moved = cfg.override({"clip.checkpoint": str(tmp_path / "b" / "clip.pt")})
+    out, _ = _train(moved, tmp_path / "moved", split)
+    assert [h["loss"] for h in out["history"]] == [h["loss"] for h in full["history"]]
+    (tmp_path / "b" / "clip.pt").write_bytes(b"other weights")
+    with pytest.raises(ValueError, match=r"different run \(inputs.clip\)"):
+        _train(moved, tmp_path / "moved", split)
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, split):
+    cfg = _cfg(tmp_path)
+    _train(cfg, tmp_path / "run", split)
+    ck = torch.load(tmp_path / "run" / engine.CHECKPOINT, weights_only=False)
+    ck.update(epoch=1, complete=False, history=ck["history"][:1])
+    torch.save(ck, tmp_path / "run" / engine.CHECKPOINT)
+    log = tmp_path / "run" / engine.LOG
+    log.write_text(log.read_text() + '{"event": "step", "epo')  # killed in the middle of a write
+    out, _ = _train(cfg, tmp_path / "run", split)
+    records = engine.read_log(log)
+    assert len(out["history"]) == 2 and [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    log.write_text('{"event": "epoch", "epoch": 1}\nnot json\n{"event": "epoch", "epoch": 2}\n')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        engine.read_log(log)
 
 
 def test_batch_larger_than_training_set_is_an_error(tmp_path, split):

@@ -3,13 +3,14 @@
 The real LAIN model (random small CLIP from a checkpoint file) on the synthetic split of `_engine_standins`.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from hoilib import engine, runs
+from hoilib import cache, engine, runs
 from hoilib.config import ExperimentConfig
 from hoilib.models.clip_backbone import build_clip
 
@@ -25,8 +26,9 @@ def setup(tmp_path, monkeypatch):
         calls[split] += 1
         return splits[split]
 
-    monkeypatch.setattr("hoilib.data.dataset.build_dataset", fake_build_dataset)
-    monkeypatch.setattr("hoilib.data.world.build_world", lambda cfg, progress=True: None, raising=False)
+    for where in ("hoilib.engine.build_dataset", "hoilib.runs.build_dataset"):
+        monkeypatch.setattr(where, fake_build_dataset)
+    monkeypatch.setattr("hoilib.runs.build_world", lambda cfg, progress=True: None)
     torch.manual_seed(0)
     torch.save({"model": build_clip("hoi-world-vit").state_dict()}, tmp_path / "clip.pt")
     cfg = ExperimentConfig().override({
@@ -36,22 +38,13 @@ def setup(tmp_path, monkeypatch):
     return cfg, calls
 
 
-def test_digests_separate_training_from_inference_fields():
-    a = ExperimentConfig()
-    for key, value in [("model.lambda_test", 1.0), ("model.zs_topk", 5), ("eval.iou_rule", "pocket"),
-                       ("eval.ap", "area"), ("data.detections_test", "x.npz")]:
-        b = a.override({key: value})
-        assert runs.training_digest(b) == runs.training_digest(a), key
-        assert runs.inference_digest(b) != runs.inference_digest(a), key
-    for key, value in [("train.lr", 0.1), ("model.use_la", False), ("world.seed", 3), ("data.protocol", "uo"),
-                       ("clip.pretrain_epochs", 1), ("detector.miss_rate", 0.2), ("train.seed", 1)]:
-        assert runs.training_digest(a.override({key: value})) != runs.training_digest(a), key
-    for key, value in [("name", "x"), ("profile", "smoke"), ("data.cache_dir", "/elsewhere"),
-                       ("train.num_workers", 2), ("train.num_threads", 1), ("eval.batch_size", 3)]:
-        b = a.override({key: value})
-        assert runs.training_digest(b) == runs.training_digest(a), key
-        assert runs.inference_digest(b) == runs.inference_digest(a), key
-    assert runs.run_dir(a).parent.name == "runs"
+def test_run_dir_and_prediction_path_follow_the_cache_keys(setup):
+    cfg, _ = setup
+    d = runs.run_dir(cfg)
+    assert d == Path(cfg.data.cache_dir) / "runs" / cache.run_key(cfg)
+    assert runs.prediction_path(cfg) == d / f"predictions_{cache.predictions_key(cfg)}.npz"
+    assert runs.run_dir(cfg.override({"model.lambda_test": 1.0})) == d  # inference-only: the same trained model
+    assert runs.prediction_path(cfg.override({"model.lambda_test": 1.0})) != runs.prediction_path(cfg)
 
 
 def test_run_experiment_caches_and_reruns_inference_only(setup):
@@ -63,7 +56,7 @@ def test_run_experiment_caches_and_reruns_inference_only(setup):
     assert len(m["per_class"]) == 8 and 0 <= m["full"] <= 100 and m["train_time_s"] > 0
     assert json.loads((d / "config.json").read_text())["train"]["epochs"] == 2
     assert (d / engine.CHECKPOINT).is_file() and (d / engine.LOG).is_file()
-    assert (d / f"predictions_{runs.inference_digest(cfg)}.npz").is_file()
+    assert runs.prediction_path(cfg).is_file()
     ck_time = (d / engine.CHECKPOINT).stat().st_mtime_ns
 
     # the same config again: cached metrics, nothing is built

@@ -13,7 +13,9 @@ In memory every annotated pair is one row of flat arrays (`image_index`, `boxes_
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ class HOIAnnotations:
         boxes_h, boxes_o: [M, 4] float64, xyxy in the file's convention (HICO-DET: 1-based inclusive).
         hoi, object, verb: [M] int64 class indices.
         verbs, objects: class names; correspondence: [C, 3] int64 rows (hoi, object, verb).
-        empty: positions of images without annotations (as listed in the file).
+        empty: ascending positions of images without pairs (the file's list, checked; derived when absent).
         source: where the annotations came from (for error messages).
     """
 
@@ -141,54 +143,22 @@ class HOIAnnotations:
         if not path.is_file():
             raise FileNotFoundError(f"annotation file not found: {path}")
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 d = json.load(f)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge integers; nesting too deep
             raise AnnotationError(f"{path}: malformed JSON: {e}") from None
         return cls.from_dict(d, source=str(path), validate=validate)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<memory>", validate: bool = True) -> "HOIAnnotations":
-        if not isinstance(d, dict):
-            raise AnnotationError(f"{source}: top level must be a JSON object, got {type(d).__name__}")
-        for key in ("filenames", "size", "annotation", "objects", "verbs", "correspondence"):
-            if key not in d:
-                raise AnnotationError(f"{source}: missing key {key!r}")
-        n = len(d["filenames"])
-        for key in ("size", "annotation"):
-            if len(d[key]) != n:
-                raise AnnotationError(f"{source}: {key!r} has {len(d[key])} entries but 'filenames' has {n}")
-        cols = {k: [] for k in PAIR_KEYS}
-        image_index = []
-        for i, ann in enumerate(d["annotation"]):
-            if not isinstance(ann, dict) or any(k not in ann for k in PAIR_KEYS):
-                raise AnnotationError(f"{source}: annotation[{i}] ({d['filenames'][i]}) must have keys {PAIR_KEYS}")
-            m = len(ann["hoi"])
-            for k in PAIR_KEYS:
-                if len(ann[k]) != m:
-                    raise AnnotationError(
-                        f"{source}: annotation[{i}] ({d['filenames'][i]}): {k!r} has {len(ann[k])} entries, "
-                        f"'hoi' has {m}")
-                cols[k].extend(ann[k])
-            image_index.extend([i] * m)
-        try:
-            boxes_h = np.asarray(cols["boxes_h"], np.float64).reshape(-1, 4)
-            boxes_o = np.asarray(cols["boxes_o"], np.float64).reshape(-1, 4)
-            sizes = np.asarray(d["size"], np.int64).reshape(n, 2)
-            corr = np.asarray(d["correspondence"], np.int64).reshape(-1, 3)
-        except (ValueError, TypeError) as e:
-            raise AnnotationError(f"{source}: boxes, sizes and correspondence must be numeric lists of 4/2/3: {e}") \
-                from None
-        out = cls(
-            filenames=list(d["filenames"]), sizes=sizes, image_index=np.asarray(image_index, np.int64),
-            boxes_h=boxes_h, boxes_o=boxes_o, hoi=np.asarray(cols["hoi"], np.int64),
-            object=np.asarray(cols["object"], np.int64), verb=np.asarray(cols["verb"], np.int64),
-            verbs=list(d["verbs"]), objects=list(d["objects"]), correspondence=corr,
-            empty=list(d.get("empty", [])), source=source,
-        )
-        if validate:
-            out.validate()
-        return out
+        """Build from the parsed content of an `instances_*.json` file (JSON types: dict, list, str, int, float).
+
+        Nothing is coerced: class indices and image sizes must be JSON integers (7.0 and "7" are errors), box
+        coordinates finite numbers, file names distinct non-empty strings, and `empty` (optional) exactly the
+        ascending positions of the images without pairs. Any other content raises AnnotationError naming `source`
+        and the entry. `validate` then checks class ranges, consistency and box geometry (`validate`).
+        """
+        return _Reader(d, source).read(cls, validate)
 
     def to_dict(self) -> dict:
         ann = [{k: [] for k in PAIR_KEYS} for _ in range(self.num_images)]
@@ -219,11 +189,25 @@ class HOIAnnotations:
     def validate(self) -> None:
         """Check class ranges, HOI/object/verb consistency and box geometry; raise AnnotationError naming the entry."""
         C, V, O = self.num_classes, len(self.verbs), len(self.objects)
-        if C and not np.array_equal(np.sort(self.correspondence[:, 0]), np.arange(C)):
-            raise AnnotationError(f"{self.source}: correspondence must list HOI classes 0..{C - 1} once each")
-        if C and ((self.correspondence[:, 1] < 0).any() or (self.correspondence[:, 1] >= O).any()
-                  or (self.correspondence[:, 2] < 0).any() or (self.correspondence[:, 2] >= V).any()):
-            raise AnnotationError(f"{self.source}: correspondence has an object or verb index out of range")
+        corr = self.correspondence
+        if C and not np.array_equal(np.sort(corr[:, 0]), np.arange(C)):
+            # C rows that are not a permutation of 0..C-1: an index outside the range or a repeat.
+            bad = np.flatnonzero((corr[:, 0] < 0) | (corr[:, 0] >= C))
+            if bad.size:
+                r = int(bad[0])
+                what = f"HOI class {int(corr[r, 0])} outside [0, {C})"
+            else:
+                _, first = np.unique(corr[:, 0], return_index=True)
+                r = int(np.setdiff1d(np.arange(C), first)[0])
+                what = f"HOI class {int(corr[r, 0])} repeats correspondence[{int(np.argmax(corr[:, 0] == corr[r, 0]))}]"
+            raise AnnotationError(f"{self.source}: correspondence[{r}] = {corr[r].tolist()}: {what}; the table must "
+                                  f"list HOI classes 0..{C - 1} once each")
+        for col, name, hi in ((1, "object", O), (2, "verb", V)):
+            bad = np.flatnonzero((corr[:, col] < 0) | (corr[:, col] >= hi))
+            if bad.size:
+                r = int(bad[0])
+                raise AnnotationError(f"{self.source}: correspondence[{r}] = {corr[r].tolist()}: {name} index "
+                                      f"{int(corr[r, col])} out of range [0, {hi})")
         for name, arr, hi in (("hoi", self.hoi, C), ("object", self.object, O), ("verb", self.verb, V)):
             bad = np.flatnonzero((arr < 0) | (arr >= hi))
             if bad.size:
@@ -254,3 +238,204 @@ class HOIAnnotations:
                 raise AnnotationError(
                     f"{self._where(r)}: {name} {b[r].tolist()} lies outside the image "
                     f"({int(w[r])}x{int(h[r])}, 1-based pixel indices)")
+
+
+# ---- strict reading of the file's content ------------------------------------------------------------------------
+# The valid path checks whole columns at once (the set of leaf types, then numpy); only a column that fails is
+# walked entry by entry, to name the first bad one. Both use the same rules, so the walk always finds it.
+_TOP_KEYS = ("filenames", "size", "annotation", "objects", "verbs", "correspondence")
+
+
+def _show(x) -> str:
+    """A JSON value for messages, with its type: `245.7 (float)`, `'7' (str)`; long values are cut."""
+    r = repr(x)
+    return f"{r if len(r) <= 60 else r[:57] + '...'} ({type(x).__name__})"
+
+
+def _index_problem(x) -> str | None:
+    """Why x is not a JSON integer that fits int64, or None. bool (an int subclass) and 7.0 are not integers."""
+    if type(x) is not int:
+        return f"{_show(x)} is not an integer"
+    if not -(1 << 63) <= x < (1 << 63):
+        return f"{x} does not fit in 64 bits"
+    return None
+
+
+def _number_problem(x) -> str | None:
+    """Why x is not a finite JSON number (int or float), or None."""
+    if type(x) is float:
+        return None if math.isfinite(x) else f"{x} is not a finite number"
+    if type(x) is int:
+        try:
+            float(x)
+        except OverflowError:
+            return f"{x} is too large for a float64"
+        return None
+    return f"{_show(x)} is not a number"
+
+
+def _row_problem(fields: tuple, leaf):
+    """Problem function for a list of len(fields) values, each checked by `leaf` (e.g. a box, fields x1..y2)."""
+    shape = f"[{', '.join(fields)}]"
+
+    def problem(v) -> str | None:
+        if type(v) is not list or len(v) != len(fields):
+            return f"{_show(v)} is not a list {shape}"
+        for name, x in zip(fields, v):
+            p = leaf(x)
+            if p:
+                return f"{name}: {p}"
+        return None
+    return problem
+
+
+def _fast_array(values: list, width: int, dtype) -> np.ndarray | None:
+    """values as an [n] (width 0) or [n, width] array, or None when any entry is off: a non-list row, a row of
+    another length, a leaf that is not an int (int64) / int or float (float64), an overflow, a non-finite float."""
+    if width:
+        if not (set(map(type, values)) <= {list} and set(map(len, values)) <= {width}):
+            return None
+        values = list(chain.from_iterable(values))  # a flat list converts about twice as fast as nested ones
+    if not set(map(type, values)) <= ({int} if dtype is np.int64 else {int, float}):
+        return None
+    try:
+        a = np.asarray(values, dtype)
+    except OverflowError:
+        return None
+    if width:
+        a = a.reshape(-1, width)  # [n, width], also for n = 0
+    if dtype is np.float64 and not np.isfinite(a).all():
+        return None
+    return a
+
+
+class _Reader:
+    """Strict reader of a parsed `instances_*.json` (see `HOIAnnotations.from_dict`)."""
+
+    def __init__(self, d, source: str):
+        self.d, self.src = d, source
+        self.names: list = []
+
+    def fail(self, where: str, what: str):
+        raise AnnotationError(f"{self.src}: {where}: {what}")
+
+    def image(self, i: int) -> str:
+        return f"annotation[{i}] ({self.names[i]})"
+
+    def top_list(self, key: str, n: int | None = None) -> list:
+        v = self.d[key]
+        if type(v) is not list:
+            self.fail(repr(key), f"must be a list, got {_show(v)}")
+        if n is not None and len(v) != n:
+            raise AnnotationError(f"{self.src}: {key!r} has {len(v)} entries but 'filenames' has {n}")
+        return v
+
+    def column(self, values: list, width: int, dtype, entries, problem) -> np.ndarray:
+        """`_fast_array(values)`, or AnnotationError at the first (where, value) of `entries()` with a problem."""
+        a = _fast_array(values, width, dtype)
+        if a is not None:
+            return a
+        for where, v in entries():
+            p = problem(v)
+            if p:
+                self.fail(where, p)
+        raise AnnotationError(f"{self.src}: unreadable values")  # unreachable: the walk applies the same rules
+
+    def strings(self, key: str, unique: bool = False) -> list:
+        v = self.top_list(key)
+        if set(map(type, v)) <= {str} and (not unique or ("" not in v and len(set(v)) == len(v))):
+            return list(v)
+        seen: dict = {}
+        for i, x in enumerate(v):
+            if type(x) is not str:
+                self.fail(f"{key}[{i}]", f"{_show(x)} is not a string")
+            if unique and not x:
+                self.fail(f"{key}[{i}]", "empty file name")
+            if unique and x in seen:
+                self.fail(f"{key}[{i}]", f"{x!r} repeats {key}[{seen[x]}]")
+            seen[x] = i
+        raise AnnotationError(f"{self.src}: {key!r} unreadable")  # unreachable
+
+    def read(self, cls, validate: bool) -> "HOIAnnotations":
+        d, src = self.d, self.src
+        if not isinstance(d, dict):
+            raise AnnotationError(f"{src}: top level must be a JSON object, got {type(d).__name__}")
+        for key in _TOP_KEYS:
+            if key not in d:
+                raise AnnotationError(f"{src}: missing key {key!r}")
+        self.names = names = self.strings("filenames", unique=True)
+        n = len(names)
+        size_list, anns = self.top_list("size", n), self.top_list("annotation", n)
+        objects, verbs = self.strings("objects"), self.strings("verbs")
+        corr_list = self.top_list("correspondence")
+
+        sizes = self.column(size_list, 2, np.int64, lambda: ((f"size[{i}] ({names[i]})", v)
+                                                             for i, v in enumerate(size_list)),
+                            _row_problem(("width", "height"), _index_problem))
+        bad = np.flatnonzero((sizes <= 0).any(1))
+        if bad.size:
+            i = int(bad[0])
+            self.fail(f"size[{i}] ({names[i]})", f"{sizes[i].tolist()} must be a positive [width, height]")
+        corr = self.column(corr_list, 3, np.int64, lambda: ((f"correspondence[{k}]", v)
+                                                            for k, v in enumerate(corr_list)),
+                           _row_problem(("hoi", "object", "verb"), _index_problem))
+
+        try:
+            per_image = {k: [a[k] for a in anns] for k in PAIR_KEYS}  # [n] lists per key
+        except (KeyError, TypeError):  # a missing key, or an entry that is not a JSON object
+            per_image = None
+        lists = per_image is not None and all(set(map(type, v)) <= {list} for v in per_image.values())
+        counts = list(map(len, per_image["hoi"])) if lists else None
+        if not lists or any(list(map(len, per_image[k])) != counts for k in PAIR_KEYS):
+            self.structure_problem(anns)
+        cols = {k: list(chain.from_iterable(v)) for k, v in per_image.items()}
+
+        def pairs(key):  # (where, value) of every pair's entry under `key`, for the entry-by-entry walk
+            return lambda: ((f"{self.image(i)}: {key}[{j}]", v) for i, a in enumerate(anns)
+                            for j, v in enumerate(a[key]))
+
+        box = _row_problem(("x1", "y1", "x2", "y2"), _number_problem)
+        arrays = {k: self.column(cols[k], 4, np.float64, pairs(k), box) for k in ("boxes_h", "boxes_o")}
+        for k in ("hoi", "object", "verb"):
+            arrays[k] = self.column(cols[k], 0, np.int64, pairs(k), _index_problem)
+        counts = np.asarray(counts, np.int64)
+        empty = np.flatnonzero(counts == 0).tolist()
+        if "empty" in d:
+            self.check_empty(self.top_list("empty"), empty, counts)
+        out = cls(filenames=names, sizes=sizes, image_index=np.repeat(np.arange(n, dtype=np.int64), counts),
+                  verbs=verbs, objects=objects, correspondence=corr, empty=empty, source=src, **arrays)
+        if validate:
+            out.validate()
+        return out
+
+    def structure_problem(self, anns: list) -> None:
+        """Raise for the first `annotation` entry that is not {key: list} with lists as long as 'hoi'."""
+        for i, ann in enumerate(anns):
+            if type(ann) is not dict or any(k not in ann for k in PAIR_KEYS):
+                raise AnnotationError(f"{self.src}: {self.image(i)} must have keys {PAIR_KEYS}, got {_show(ann)}")
+            for k in PAIR_KEYS:
+                if type(ann[k]) is not list:
+                    self.fail(self.image(i), f"{k!r} must be a list, got {_show(ann[k])}")
+            for k in PAIR_KEYS:
+                if len(ann[k]) != len(ann["hoi"]):
+                    self.fail(self.image(i), f"{k!r} has {len(ann[k])} entries, 'hoi' has {len(ann['hoi'])}")
+        raise AnnotationError(f"{self.src}: 'annotation' unreadable")  # unreachable
+
+    def check_empty(self, listed: list, want: list, counts: np.ndarray) -> None:
+        """`listed` (the file's `empty`) must be exactly `want`, the ascending positions of the pair-less images."""
+        n = len(counts)
+        for j, v in enumerate(listed):
+            p = _index_problem(v)
+            if p:
+                self.fail(f"empty[{j}]", p)
+            if not 0 <= v < n:
+                self.fail(f"empty[{j}]", f"{v} is not an image position [0, {n})")
+            if counts[v]:
+                self.fail(f"empty[{j}]", f"{self.image(v)} has {int(counts[v])} pairs")
+        if listed != want:
+            missing = sorted(set(want) - set(listed))
+            if missing:
+                self.fail(self.image(missing[0]), "has no pairs but is not listed in 'empty'")
+            j = next((j for j, (a, b) in enumerate(zip(listed, want)) if a != b), len(want))
+            self.fail(f"empty[{j}]", f"{listed[j]} is repeated or out of order ('empty' lists positions ascending, "
+                                     f"each once)")

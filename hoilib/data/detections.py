@@ -10,8 +10,10 @@ A cache is one `.npz` file with flat arrays (D detections over N images):
     feats      (D, F)  float32  optional per-detection feature vectors (e.g. DETR decoder states, F = 256)
     num_classes ()     int64    size of the label space (for range checks)
 
-`DetectionCache.save` / `DetectionCache.load` round-trip it exactly; `load` checks shapes, ranges and boxes and
-raises `DetectionCacheError` naming the file and the first bad entry.
+`DetectionCache.save` / `DetectionCache.load` round-trip it exactly; `load` checks dtypes, shapes, ranges and boxes
+and raises `DetectionCacheError` naming the file and the first bad entry. It converts nothing that would change a
+value: integer arrays may have any integer dtype and float arrays any float dtype whose values are all exactly float32
+(float labels, object or bytes file names, a num_classes of 80.0 are errors).
 """
 from __future__ import annotations
 
@@ -105,26 +107,51 @@ class DetectionCache:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"detection cache not found: {path}")
-        try:
-            z = np.load(path, allow_pickle=False)
-        except Exception as e:  # zipfile / format errors
-            raise DetectionCacheError(f"{path}: not a readable .npz file: {e}") from None
+        z = read_npz(path, DetectionCacheError)
         for key in ("filenames", "offsets", "boxes", "scores", "labels", "num_classes"):
-            if key not in z.files:
+            if key not in z:
                 raise DetectionCacheError(f"{path}: missing array {key!r}")
+        names = z["filenames"]
+        if names.dtype.kind != "U" or names.ndim != 1:
+            raise DetectionCacheError(f"{path}: filenames must be a 1-D array of str, got dtype {names.dtype} and "
+                                      f"shape {names.shape}")
+        nc = z["num_classes"]
+        if nc.shape != () or nc.dtype.kind not in "iu":
+            raise DetectionCacheError(f"{path}: num_classes must be one integer, got dtype {nc.dtype} and shape "
+                                      f"{nc.shape}")
         out = cls(
-            filenames=[str(s) for s in z["filenames"]], offsets=z["offsets"].astype(np.int64),
-            boxes=z["boxes"].astype(np.float32), scores=z["scores"].astype(np.float32),
-            labels=z["labels"].astype(np.int64), num_classes=int(z["num_classes"]),
-            feats=z["feats"].astype(np.float32) if "feats" in z.files else None, source=str(path),
+            filenames=names.tolist(), offsets=_exact(z, "offsets", np.int64, path),
+            boxes=_exact(z, "boxes", np.float32, path), scores=_exact(z, "scores", np.float32, path),
+            labels=_exact(z, "labels", np.int64, path), num_classes=int(nc),
+            feats=_exact(z, "feats", np.float32, path) if "feats" in z else None, source=str(path),
         )
         out.validate(sizes)
         return out
 
     def validate(self, sizes: np.ndarray | None = None) -> None:
+        """Check file names, offsets, shapes, scores, labels and boxes (inside `sizes` [N, 2] (width, height) when
+        given); raise DetectionCacheError naming the source and the first bad entry."""
         src, n = self.source, self.num_images
-        if self.offsets.shape != (n + 1,) or self.offsets[0] != 0 or (np.diff(self.offsets) < 0).any():
-            raise DetectionCacheError(f"{src}: offsets must be non-decreasing, start at 0 and have {n + 1} entries")
+        seen: dict = {}
+        for i, f in enumerate(self.filenames):
+            if not isinstance(f, str) or not f:
+                raise DetectionCacheError(f"{src}: filenames[{i}] = {f!r} is not a file name")
+            if f in seen:  # images are looked up by name: a repeat would shadow the first one
+                raise DetectionCacheError(f"{src}: filenames[{i}] {f!r} repeats filenames[{seen[f]}]")
+            seen[f] = i
+        if self.num_classes < 0:
+            raise DetectionCacheError(f"{src}: num_classes = {self.num_classes} must be >= 0")
+        off = self.offsets
+        if off.shape != (n + 1,):
+            raise DetectionCacheError(f"{src}: offsets has shape {off.shape}, expected ({n + 1},) for {n} images")
+        if off[0] != 0:
+            raise DetectionCacheError(f"{src}: offsets[0] = {int(off[0])}, expected 0")
+        bad = np.flatnonzero(np.diff(off) < 0)
+        if bad.size:
+            i = int(bad[0])
+            raise DetectionCacheError(f"{src}: offsets must be non-decreasing, but offsets[{i + 1}] = "
+                                      f"{int(off[i + 1])} < offsets[{i}] = {int(off[i])} (image {i}, "
+                                      f"{self.filenames[i]})")
         d = int(self.offsets[-1])
         for name, arr, shape in (("boxes", self.boxes, (d, 4)), ("scores", self.scores, (d,)),
                                  ("labels", self.labels, (d,))):
@@ -161,3 +188,52 @@ class DetectionCache:
             if bad.size:
                 fail(int(bad[0]), f"box {self.boxes[bad[0]].tolist()} lies outside the "
                                   f"{int(sizes[img[bad[0]], 0])}x{int(sizes[img[bad[0]], 1])} image")
+
+
+def read_npz(path: Path, error: type) -> dict:
+    """All arrays of an `.npz` archive, read eagerly with allow_pickle=False: {name: ndarray}.
+
+    Raises `error` (an Exception subclass) naming the file, and the array where one is to blame, for anything else:
+    a single `.npy` array, a file that is not a zip, a truncated or corrupted archive, an object (pickled) array, a
+    member that is not a `.npy` array.
+    """
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head == b"\x93NUMPY":
+        raise error(f"{path}: a single .npy array, not an .npz archive of named arrays (write one with np.savez)")
+    if head[:2] != b"PK":
+        raise error(f"{path}: not an .npz archive (a zip of .npy arrays); the file starts with {head!r}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:  # zipfile, zlib, struct and numpy format errors all mean a damaged archive
+        raise error(f"{path}: not a readable .npz archive ({type(e).__name__}: {e})") from None
+    out = {}
+    with z:
+        for k in z.files:
+            try:
+                a = z[k]
+            except Exception as e:
+                raise error(f"{path}: array {k!r} cannot be read ({type(e).__name__}: {e})") from None
+            if not isinstance(a, np.ndarray):  # numpy hands back the raw bytes of a member without the .npy header
+                raise error(f"{path}: member {k!r} is not a .npy array")
+            out[k] = a
+    return out
+
+
+def _exact(z: dict, key: str, dtype, path: Path) -> np.ndarray:
+    """z[key] as int64 (from any integer dtype) or float32 (from any float dtype), refusing any change of value."""
+    a = z[key]
+    kinds = "iu" if dtype is np.int64 else "f"
+    if a.dtype.kind not in kinds:
+        raise DetectionCacheError(f"{path}: {key} must hold {'integers' if kinds == 'iu' else 'floats'}, got dtype "
+                                  f"{a.dtype}")
+    if a.dtype == dtype:
+        return a
+    out = a.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        changed = out != a if kinds == "iu" else ~((out == a) | (np.isnan(out) & np.isnan(a)))
+    if changed.any():
+        where = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(changed)[0]), a.shape))
+        raise DetectionCacheError(f"{path}: {key}{list(where)} = {a[where]} is not exactly {np.dtype(dtype).name} "
+                                  f"(dtype {a.dtype})")
+    return out

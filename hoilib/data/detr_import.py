@@ -33,9 +33,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from .annotations import HOIAnnotations
 from .detections import DetectionCache, DetectionCacheError, Detections
+from .hicodet import _categories
 
 LABEL_SPACES = ("coco80", "hico_alphabetical", "coco91")
 FEATURE_KEYS = ("feats", "hidden_states", "feat")  # first one found is used
@@ -47,7 +50,6 @@ def label_map(label_space: str) -> np.ndarray:
     "coco80": identity over 0..79. "hico_alphabetical": alphabetical HICO object index (airplane = 0, person = 49).
     "coco91": COCO category id 0..90 (ids of the 11 unused COCO categories and 0 map to -1).
     """
-    from .hicodet import _categories
 
     conv = _categories()["object_index_conventions"]
     if label_space == "coco80":
@@ -92,29 +94,27 @@ def read_detection_json(path: str | Path, width: int, height: int, *, num_classe
     """
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, too deep
         raise DetectionCacheError(f"{path}: malformed JSON: {e}") from None
     if not isinstance(d, dict) or any(k not in d for k in ("boxes", "scores", "labels")):
         raise DetectionCacheError(f"{path}: expected a JSON object with keys 'boxes', 'scores', 'labels'")
-    try:
-        boxes = np.asarray(d["boxes"], np.float64).reshape(-1, 4)
-        scores = np.asarray(d["scores"], np.float64).reshape(-1)
-        raw_labels = np.asarray(d["labels"], np.float64).reshape(-1)
-    except (ValueError, TypeError) as e:
-        raise DetectionCacheError(f"{path}: boxes must be K x 4 numbers, scores and labels K numbers: {e}") from None
+    boxes = _json_numbers(path, "boxes", d["boxes"], 4)
+    scores = _json_numbers(path, "scores", d["scores"])
+    raw_labels = _json_numbers(path, "labels", d["labels"])
     k = len(scores)
     if len(boxes) != k or len(raw_labels) != k:
         raise DetectionCacheError(f"{path}: {len(boxes)} boxes, {k} scores and {len(raw_labels)} labels")
     fkey = next((key for key in FEATURE_KEYS if key in d), None)
     feats = None
     if fkey is not None:
-        feats = np.asarray(d[fkey], np.float32)
-        if feats.ndim != 2 or len(feats) != k:
-            if k == 0 and feats.size == 0:
-                feats = feats.reshape(0, 0)
-            else:
-                raise DetectionCacheError(f"{path}: {fkey!r} has shape {feats.shape}, expected ({k}, F)")
+        rows = d[fkey]
+        dim = len(rows[0]) if type(rows) is list and rows and type(rows[0]) is list else 0
+        feats = _json_numbers(path, fkey, rows, dim).astype(np.float32)
+        if len(feats) != k or (k and feats.ndim != 2):
+            raise DetectionCacheError(f"{path}: {fkey!r} has shape {feats.shape}, expected ({k}, F)")
+        if k == 0:
+            feats = feats.reshape(0, 0)
 
     def fail(j: int, what: str):
         raise DetectionCacheError(f"{path}: detection {j}: {what}")
@@ -147,10 +147,10 @@ def read_detection_json(path: str | Path, width: int, height: int, *, num_classe
     if one_based:
         boxes = boxes - np.array([1.0, 1.0, 0.0, 0.0])
     if "size" in d:  # DETR convention: [height, width] of the frame the detector's boxes refer to
-        try:
-            fh, fw = (float(v) for v in d["size"])
-        except (ValueError, TypeError):
-            raise DetectionCacheError(f"{path}: 'size' must be [height, width], got {d['size']!r}") from None
+        size = _json_numbers(path, "size", d["size"])
+        if size.shape != (2,):
+            raise DetectionCacheError(f"{path}: 'size' must be [height, width], got {d['size']!r}")
+        fh, fw = (float(v) for v in size)
         if fh <= 0 or fw <= 0 or abs((fw / fh) / (width / height) - 1) > 0.02:
             raise DetectionCacheError(
                 f"{path}: 'size' {d['size']} ([height, width], DETR's target['size']) is not a resize of the "
@@ -170,6 +170,31 @@ def read_detection_json(path: str | Path, width: int, height: int, *, num_classe
                       labels=labels[keep], feats=None if feats is None else feats[keep])
 
 
+def _json_numbers(path: Path, key: str, value, width: int = 0) -> np.ndarray:
+    """A JSON list of numbers ([K], width 0) or of lists of `width` numbers ([K, width]) as float64.
+
+    JSON ints and floats are numbers; anything else (strings, booleans, null, a flat list where rows are expected, an
+    integer beyond float64) is a DetectionCacheError naming the file, the key and the first bad entry.
+    """
+    def number(v) -> bool:
+        return type(v) is float or (type(v) is int and abs(v) < 1 << 1023)
+
+    def problem(x) -> str | None:
+        if width:
+            if type(x) is not list or len(x) != width:
+                return f"{x!r} is not a list of {width} numbers"
+            return next((f"{x!r}: {v!r} is not a number" for v in x if not number(v)), None)
+        return None if number(x) else f"{x!r} is not a number"
+
+    if type(value) is not list:
+        raise DetectionCacheError(f"{path}: {key!r} must be a list, got {value!r}")
+    for j, x in enumerate(value):
+        p = problem(x)
+        if p:
+            raise DetectionCacheError(f"{path}: {key}[{j}]: {p}")
+    return np.asarray(value, np.float64).reshape((-1, width) if width else -1)
+
+
 def import_detection_dir(det_dir: str | Path, annotations: HOIAnnotations, num_classes: int = 80, *,
                          label_space: str = "coco80", one_based: bool = False, score_floor: float = 0.0,
                          clip_tolerance: float = 0.05, missing: str = "error", path: str | Path | None = None,
@@ -186,8 +211,6 @@ def import_detection_dir(det_dir: str | Path, annotations: HOIAnnotations, num_c
 
     Returns a `DetectionCache` (continuous 0-based xyxy boxes in original-image pixels; feats when the files have them).
     """
-    from tqdm.auto import tqdm
-
     if missing not in ("error", "empty"):
         raise ValueError(f"missing must be 'error' or 'empty', got {missing!r}")
     det_dir = Path(det_dir)
@@ -299,8 +322,6 @@ def cache_detections(model_fn, images, filenames: list, batch_size: int = 8, *, 
 
     Raises DetectionCacheError naming the image and detection when the detector returns malformed output.
     """
-    import torch
-    from tqdm.auto import tqdm
 
     if len(images) != len(filenames):
         raise ValueError(f"{len(images)} images but {len(filenames)} file names")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import AnnotationError, HOIAnnotations
+from .images import FileImages
 from .vocab import ASSETS, Vocabulary, hicodet_vocabulary
 
 SPLITS = ("train", "test")
@@ -36,6 +37,19 @@ def annotation_path(root: str | Path, split: str) -> Path:
     """`<root>/instances_{split}2015.json`."""
     _check_split(split)
     return Path(root) / f"instances_{split}2015.json"
+
+
+# Where the study's own checkout keeps the real test annotations (a `shared/hicodet` folder beside the repository).
+SHARED_HICODET = Path(__file__).resolve().parents[3] / "shared" / "hicodet"
+
+
+def find_annotation_file(split: str, root: str | Path = "") -> tuple[Path | None, list]:
+    """`instances_{split}2015.json` under `root` (when given), else in the shared folder beside the repository.
+
+    Returns (the first existing path or None, every place looked at), so that a caller can say where it looked.
+    """
+    candidates = ([annotation_path(root, split)] if root else []) + [SHARED_HICODET / f"instances_{split}2015.json"]
+    return next((p for p in candidates if p.is_file()), None), candidates
 
 
 def image_dir(root: str | Path, split: str) -> Path:
@@ -68,7 +82,6 @@ def load_hicodet(root: str | Path, split: str, *, check_vocabulary: bool = True)
         FileNotFoundError: the annotation file is missing (the message names the path and where HICO-DET comes from).
         AnnotationError: malformed content, naming the file and the first bad entry.
     """
-    from .dataset import FileImages  # dataset imports this module; import here to keep the graph acyclic
 
     path = annotation_path(root, split)
     if not path.is_file():

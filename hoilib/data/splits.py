@@ -7,7 +7,7 @@ box pairs that carry an unseen label; LAIN does not, and neither do we.) The tes
 unseen / seen mAP are means over the two class sets.
 
 HICO-DET's unseen lists are the standard ones (`assets/zero_shot_splits.json`: RF-UC 120, NF-UC 120, UO 100,
-UV 84, UC uc0-uc4 120 each); the built-in world makes its own by the same rules (`hoilib.data.protocols`).
+UV 84, UC uc0-uc4 120 each); the built-in world makes its own by the same rules (`hoilib.data.world.protocols`).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import json
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 from .annotations import HOIAnnotations
 from .vocab import ASSETS
@@ -35,13 +36,15 @@ def _zero_shot_splits() -> dict:
 def hicodet_protocol(name: str) -> np.ndarray:
     """Unseen HOI classes of a HICO-DET protocol: sorted int64 indices into the 600 classes.
 
-    `name` is one of "rf_uc", "nf_uc", "uo", "uv", "uc0".."uc4" or "supervised" (no unseen classes).
+    `name` is one of "rf_uc", "nf_uc", "uo", "uv", "uc0".."uc4" (or the file's long names: "rare_first", ...) or
+    "supervised" (no unseen classes).
     """
     if name == "supervised":
         return np.zeros(0, np.int64)
-    if name not in HICODET_PROTOCOL_KEYS:
+    key = HICODET_PROTOCOL_KEYS.get(name, name)  # the long names of zero_shot_splits.json are accepted too
+    if key not in HICODET_PROTOCOL_KEYS.values():
         raise ValueError(f"unknown protocol {name!r}; known: {sorted(HICODET_PROTOCOL_KEYS) + ['supervised']}")
-    return np.unique(np.asarray(_zero_shot_splits()[HICODET_PROTOCOL_KEYS[name]], np.int64))
+    return np.unique(np.asarray(_zero_shot_splits()[key], np.int64))
 
 
 def hicodet_protocols() -> dict:
@@ -82,11 +85,16 @@ def rare_classes(train_annotations: HOIAnnotations, threshold: int = RARE_THRESH
 
     Classes without any training pair count as rare. On HICO-DET's train2015 file this gives the official 138.
     """
-    return np.flatnonzero(train_annotations.class_counts() < threshold).astype(np.int64)
+    return rare_from_counts(train_annotations.class_counts(), threshold)
+
+
+def rare_from_counts(train_counts: np.ndarray, threshold: int = RARE_THRESHOLD) -> np.ndarray:
+    """Rare classes of any vocabulary from its [C] training pair counts: indices with fewer than `threshold`."""
+    return np.flatnonzero(np.asarray(train_counts) < threshold).astype(np.int64)
 
 
 def split_statistics(train_ann: HOIAnnotations | None, test_ann: HOIAnnotations, protocols: dict,
-                     rare: np.ndarray | None = None) -> "pandas.DataFrame":
+                     rare: np.ndarray | None = None) -> pd.DataFrame:
     """One row per protocol (and for the rare / non-rare class sets): how much each setting hides and tests.
 
     Args:
@@ -110,8 +118,6 @@ def split_statistics(train_ann: HOIAnnotations | None, test_ann: HOIAnnotations,
             test_set_pairs     test pairs of set classes (unseen / rare)
             test_other_pairs   test pairs of the other classes (seen / non-rare)
     """
-    import pandas as pd  # only here: keeps `import hoilib.data` light
-
     C = test_ann.num_classes
     if train_ann is not None and train_ann.num_classes != C:
         raise ValueError(f"train has {train_ann.num_classes} HOI classes, test has {C}")

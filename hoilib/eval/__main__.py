@@ -14,25 +14,34 @@ from pathlib import Path
 import numpy as np
 
 from hoilib.data.annotations import AnnotationError, HOIAnnotations
-from hoilib.eval.hoi_map import (AP_METHODS, HICO_PROTOCOLS, IOU_RULES, PredictionError, evaluate, hicodet_unseen,
-                                 load_predictions, rare_from_counts)
+from hoilib.data.splits import HICODET_PROTOCOL_KEYS, hicodet_protocol, rare_from_counts
+from hoilib.eval.hoi_map import AP_METHODS, IOU_RULES, PredictionError, evaluate, load_predictions
 
 
 def _read_index_list(path: str, what: str) -> np.ndarray:
-    """A JSON list of class indices (or a .npy array)."""
+    """A JSON list of class indices (or a 1-D integer .npy array) as int64; ValueError naming the file otherwise."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{what} file not found: {p}")
     if p.suffix == ".npy":
-        return np.load(p, allow_pickle=False)
+        try:
+            a = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{p}: {what} is not a readable .npy array ({e})") from None
+        if not isinstance(a, np.ndarray) or a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise ValueError(f"{p}: {what} must be a 1-D array of integer class indices")
+        return a.astype(np.int64)
     try:
-        with open(p) as f:
+        with open(p, encoding="utf-8") as f:
             v = json.load(f)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8
         raise ValueError(f"{p}: {what} must be a JSON list of class indices ({e})") from None
-    if not isinstance(v, list) or not all(isinstance(x, int) for x in v):
+    if not isinstance(v, list) or not all(type(x) is int for x in v):  # not bool, not 3.0
         raise ValueError(f"{p}: {what} must be a JSON list of integer class indices")
-    return np.asarray(v, np.int64)
+    try:
+        return np.asarray(v, np.int64)
+    except OverflowError:
+        raise ValueError(f"{p}: {what} has a class index beyond int64") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="HICO-DET HOI detection mAP (official toolkit protocol).")
     ap.add_argument("--gt", required=True, help="annotation file in the instances_*.json format")
     ap.add_argument("--pred", required=True, help="predictions .npz: image_index, boxes_h, boxes_o, hoi, score")
-    ap.add_argument("--protocol", choices=sorted(HICO_PROTOCOLS), help="HICO-DET zero-shot protocol (Unseen/Seen)")
+    ap.add_argument("--protocol", choices=sorted(HICODET_PROTOCOL_KEYS), help="HICO-DET zero-shot protocol (Unseen/Seen)")
     ap.add_argument("--unseen", metavar="FILE", help="JSON list (or .npy) of unseen class indices, any vocabulary")
     ap.add_argument("--rare", metavar="FILE", help="JSON list (or .npy) of rare class indices "
                                                    "(default: the official HICO-DET 138 when there are 600 classes)")
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
         if args.rare and args.train_gt:
             raise ValueError("give --rare or --train-gt, not both")
         gt = HOIAnnotations.from_json(args.gt)
-        pred = load_predictions(args.pred)
+        pred = load_predictions(args.pred, gt.num_images, gt.num_classes)
         rare = None
         if args.rare:
             rare = _read_index_list(args.rare, "rare list")
@@ -77,12 +86,12 @@ def main(argv=None) -> int:
             if gt.num_classes != 600:
                 raise ValueError(f"--protocol {args.protocol} is a HICO-DET protocol (600 classes) but {args.gt} has "
                                  f"{gt.num_classes} classes; use --unseen FILE")
-            unseen = hicodet_unseen(args.protocol)
+            unseen = hicodet_protocol(args.protocol)
         elif args.unseen:
             unseen = _read_index_list(args.unseen, "unseen list")
         res = evaluate(gt, pred, rare=rare, unseen=unseen, iou_rule=args.iou_rule, ap=args.ap,
                        known_object=args.known_object, include_empty=args.include_empty)
-    except (FileNotFoundError, AnnotationError, PredictionError, ValueError) as e:
+    except (OSError, AnnotationError, PredictionError, ValueError) as e:  # OSError: missing or unreadable file
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:

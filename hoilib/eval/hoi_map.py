@@ -3,10 +3,13 @@
 The protocol (official MATLAB toolkit `VOCevaldet_bboxpair.m`, reproduced in Python by UPT/LAIN through pocket's
 `DetectionAPMeter` and `BoxPairAssociation`):
 
-1. Per HOI class, the detections of all images are ranked by score (descending; ties keep file order, as
-   MATLAB's stable `sort`). A detection is compared only with the ground-truth pairs of its class in its image and
-   takes the pair with the highest min(IoU_h, IoU_o) (the first one on ties). It is a true positive if that value
-   passes the threshold and the pair is still unmatched, otherwise a false positive; it is never re-assigned.
+1. Per HOI class, the detections of all images are ranked by score, descending; ties by image index, then by row
+   in the prediction file. The toolkit gathers the detections image by image and MATLAB's `sort` is stable, so this
+   is its order however the file interleaves the images (for a file sorted by image it is plain file order; tied
+   detections of one image keep their relative file order). A detection is compared only with the ground-truth
+   pairs of its class in its image and takes the pair with the highest min(IoU_h, IoU_o) (the first one on ties).
+   It is a true positive if that value passes the threshold and the pair is still unmatched, otherwise a false
+   positive; it is never re-assigned.
 2. Threshold: official >= 0.5 (`iou_rule="official"`), pocket > 0.5 (`iou_rule="pocket"`).
 3. Ground-truth boxes are stored as 1-based inclusive pixel indices; predictions are continuous 0-based xyxy pixels
    and are compared with GT - [1, 1, 0, 0] by continuous IoU.
@@ -26,23 +29,18 @@ area AP need the precision at true-positive ranks only. Everything is then a few
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hoilib.data.annotations import HOIAnnotations
+from hoilib.data.detections import read_npz
+from hoilib.data.splits import hicodet_protocol, hicodet_rare
 
 PRED_KEYS = ("image_index", "boxes_h", "boxes_o", "hoi", "score")
 IOU_RULES = ("official", "pocket")
 AP_METHODS = ("11p", "area")
-# CLI protocol names -> keys of assets/zero_shot_splits.json.
-HICO_PROTOCOLS = {
-    "rf_uc": "rare_first", "nf_uc": "non_rare_first", "uo": "unseen_object", "uv": "unseen_verb",
-    **{f"uc{i}": f"uc{i}" for i in range(5)},
-}
-_ASSETS = Path(__file__).resolve().parent.parent / "data" / "assets"
 # (detection, GT) rows expanded at once. Small chunks stay in cache: 5 M benchmark detections (10.5 M rows) took
 # 1.25 s at 2**16 rows vs 1.5-1.8 s at 2**20 on the 2-core machine.
 _CHUNK_ROWS = 1 << 16
@@ -99,35 +97,6 @@ def matlab_colon(a: float, d: float, b: float) -> np.ndarray:
 MATLAB_11_POINTS = matlab_colon(0.0, 0.1, 1.0)  # the toolkit's `for t = 0:0.1:1`
 
 
-# ---- class lists ----------------------------------------------------------------------------------------
-def _splits() -> dict:
-    with open(_ASSETS / "zero_shot_splits.json") as f:
-        return json.load(f)
-
-
-def hicodet_rare() -> np.ndarray:
-    """The official 138 HICO-DET rare HOI classes (< 10 training pairs), sorted int64."""
-    return np.sort(np.asarray(_splits()["rare"], np.int64))
-
-
-def hicodet_unseen(protocol: str) -> np.ndarray:
-    """Unseen HOI classes of a HICO-DET zero-shot protocol (rf_uc, nf_uc, uo, uv, uc0..uc4), sorted int64.
-
-    The long names of `zero_shot_splits.json` (rare_first, ...) are accepted too; "supervised" gives an empty array.
-    """
-    if protocol == "supervised":
-        return np.zeros(0, np.int64)
-    key = HICO_PROTOCOLS.get(protocol, protocol)
-    if key not in HICO_PROTOCOLS.values():
-        raise ValueError(f"unknown protocol {protocol!r}; valid: {sorted(HICO_PROTOCOLS)} or 'supervised'")
-    return np.sort(np.asarray(_splits()[key], np.int64))
-
-
-def rare_from_counts(train_counts: np.ndarray, min_pairs: int = 10) -> np.ndarray:
-    """Rare classes of any vocabulary: indices with fewer than `min_pairs` training pairs ([C] counts in)."""
-    return np.flatnonzero(np.asarray(train_counts) < min_pairs).astype(np.int64)
-
-
 # ---- prediction files ---------------------------------------------------------------------------------
 def validate_predictions(pred: dict, num_images: int | None = None, num_classes: int | None = None,
                          source: str = "predictions") -> dict:
@@ -140,8 +109,8 @@ def validate_predictions(pred: dict, num_images: int | None = None, num_classes:
     Returns:
         dict with image_index int64, hoi int64, boxes float32 or float64 (kept), score float32 or float64 (kept).
     Raises:
-        PredictionError naming the array and the first bad row (missing array, wrong shape or dtype, out-of-range
-        index, NaN score, non-finite or inverted box).
+        PredictionError naming `source`, the array and the first bad row (missing array, wrong shape or dtype,
+        out-of-range index, non-finite score (NaN or +-inf), non-finite or inverted box).
     """
     missing = [k for k in PRED_KEYS if k not in pred]
     if missing:
@@ -159,6 +128,9 @@ def validate_predictions(pred: dict, num_images: int | None = None, num_classes:
         if k in ("image_index", "hoi"):
             if a.dtype.kind not in "iu":
                 raise PredictionError(f"{source}: {k!r} must hold integers, got dtype {a.dtype}")
+            if a.dtype == np.uint64 and m and a.max() > np.iinfo(np.int64).max:  # would wrap to a negative index
+                r = int(np.argmax(a > np.iinfo(np.int64).max))
+                raise PredictionError(f"{source}: {k}[{r}] = {int(a[r])} does not fit in int64")
             out[k] = a.astype(np.int64, copy=False)
         elif a.dtype.kind not in "fiu":
             raise PredictionError(f"{source}: {k!r} must be numeric, got dtype {a.dtype}")
@@ -168,10 +140,12 @@ def validate_predictions(pred: dict, num_images: int | None = None, num_classes:
             out[k] = a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
     if m == 0:
         return out
-    nan = np.isnan(out["score"])
-    if nan.any():
-        raise PredictionError(f"{source}: 'score' is NaN at row {int(np.flatnonzero(nan)[0])} "
-                              f"({int(nan.sum())} NaN scores)")
+    # No model outputs +-inf or NaN: they mark a bug upstream (log of 0, 0 / 0) rather than a confident rank.
+    bad = ~np.isfinite(out["score"])
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise PredictionError(f"{source}: score[{r}] = {float(out['score'][r])} is not finite "
+                              f"({int(bad.sum())} non-finite scores)")
     for k, hi, what in (("image_index", num_images, "images in the annotation file"),
                         ("hoi", num_classes, "HOI classes")):
         a = out[k]
@@ -212,18 +186,17 @@ def save_predictions(path: str | Path, **arrays) -> Path:
     return path
 
 
-def load_predictions(path: str | Path) -> dict:
-    """Read a prediction `.npz` into a dict of arrays, checked by `validate_predictions` (ranges are checked later,
-    by `evaluate`, against the annotation file). Raises FileNotFoundError or PredictionError naming the file."""
+def load_predictions(path: str | Path, num_images: int | None = None, num_classes: int | None = None) -> dict:
+    """Read a prediction `.npz` into a dict of arrays, checked by `validate_predictions` (image_index / hoi ranges
+    too when num_images / num_classes are given; `evaluate` checks them anyway, without the file name).
+
+    Raises FileNotFoundError, or PredictionError naming the file: not an .npz archive (a single .npy array, another
+    kind of file), a truncated or damaged archive, an object array, or bad content.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            pred = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise PredictionError(f"{path}: not a readable .npz file ({e})") from None
-    return validate_predictions(pred, source=str(path))
+    return validate_predictions(read_npz(path, PredictionError), num_images, num_classes, source=str(path))
 
 
 # ---- result ----------------------------------------------------------------------------------------------
@@ -295,6 +268,9 @@ def _class_list(x, C: int, name: str) -> np.ndarray:
 def _min_iou(det_h, det_o, gt_h, gt_o, gt_area_h, gt_area_o, c, rows):
     """min(IoU_h, IoU_o) of each expanded (detection, GT row) pair, continuous xyxy.
 
+    The formula of `hoilib.kernels.pair_iou.box_iou` (the study's one definition), written out in place in numpy
+    float64 for the evaluator's speed: through torch the same computation took 10-20x longer on the benchmark
+    (3.7 s vs 0.18 s for 400 k detections). tests/eval/test_hoi_map.py checks the two agree bit for bit.
     det_h, det_o: [4, d] float64 box columns of d detections, each repeated c[i] times; gt_*: [4, G] columns and [G]
     areas of the sorted GT; rows: [E] GT row of each pair. Returns [E] float64. Columns are kept contiguous because
     strided [E, 4] slicing costs about twice as much here.
@@ -385,7 +361,7 @@ def evaluate(gt: HOIAnnotations, pred: dict, *, rare=None, unseen=None, iou_rule
         raise ValueError(f"iou_rule must be one of {IOU_RULES}, got {iou_rule!r}")
     if ap not in AP_METHODS:
         raise ValueError(f"ap must be one of {AP_METHODS}, got {ap!r}")
-    C, N = gt.num_classes, gt.num_images
+    C = gt.num_classes
     if rare is None:
         if C != 600:
             raise ValueError(f"rare=None means the HICO-DET rare list, which needs 600 classes; these annotations "
@@ -396,76 +372,14 @@ def evaluate(gt: HOIAnnotations, pred: dict, *, rare=None, unseen=None, iou_rule
     if isinstance(unseen, str):
         if C != 600:
             raise ValueError(f"protocol name {unseen!r} refers to HICO-DET's 600 classes; these annotations have {C}")
-        unseen = hicodet_unseen(unseen)
+        unseen = hicodet_protocol(unseen)
     unseen_cls = None if unseen is None else _class_list(unseen, C, "unseen")
     if unseen_cls is not None and unseen_cls.size == 0:
         unseen_cls = None
-    pred = validate_predictions(pred, N, C, source="predictions")
-
-    # ---- ground truth, sorted by (class, image); file order kept inside a cell for "first on ties".
-    gh, go = gt.continuous_boxes()
-    gkey = gt.hoi * N + gt.image_index
-    gorder = np.argsort(gkey, kind="stable")
-    gkey_s = gkey[gorder]
-    gh, go = gh[gorder].astype(np.float64), go[gorder].astype(np.float64)
+    m = match_detections(gt, pred, iou_rule=iou_rule, known_object=known_object, include_empty=include_empty)
     num_gt = np.bincount(gt.hoi, minlength=C)
-
-    img, cls, score = pred["image_index"], pred["hoi"], pred["score"]
-    # Which detections are scored at all (rule 7 and the Known-Object setting).
-    keep = None
-    if known_object:
-        has_obj = np.zeros((N, len(gt.objects)), bool)
-        has_obj[gt.image_index, gt.object] = True
-        keep = has_obj[img, gt.hoi_to_object[cls]]
-    elif not include_empty:
-        nonempty = np.zeros(N, bool)
-        nonempty[gt.image_index] = True
-        keep = nonempty[img]
-    if keep is not None and keep.all():
-        keep = None
-    kept = None if keep is None else np.flatnonzero(keep)
-
-    # ---- candidates: the GT rows of the detection's (class, image) cell. Filtered-out detections have none (an
-    # image without GT pairs, or without c's object, has no GT pair of class c).
-    dkey = cls * N + img
-    if C * N <= _MAX_TABLE:
-        start = np.zeros(C * N + 1, np.int64)
-        np.cumsum(np.bincount(gkey_s, minlength=C * N), out=start[1:])
-        lo = start[dkey]
-        cnt = start[dkey + 1] - lo
-    else:
-        lo = np.searchsorted(gkey_s, dkey, "left")
-        cnt = np.searchsorted(gkey_s, dkey, "right") - lo
-    cand = np.flatnonzero(cnt)
-    best_v, best_g = _best_match(pred["boxes_h"][cand], pred["boxes_o"][cand], gh, go, lo[cand], cnt[cand])
-
-    # ---- true positives: per GT row, the first passing detection in rank order (highest score, then lowest index).
-    ok = best_v >= 0.5 if iou_rule == "official" else best_v > 0.5
-    p_idx, p_g = cand[ok], best_g[ok]
-    p_s = score[p_idx].astype(np.float64)
-    top = np.full(len(gkey_s), -np.inf)
-    np.maximum.at(top, p_g, p_s)
-    at_top = p_s == top[p_g]
-    first = np.full(len(gkey_s), np.iinfo(np.int64).max)
-    np.minimum.at(first, p_g[at_top], p_idx[at_top])
-    tp_g = np.flatnonzero(first != np.iinfo(np.int64).max)
-    tp_idx = first[tp_g]
-    tp_cls = gt.hoi[gorder][tp_g]
-
-    # ---- rank of each true positive among its class's scored detections: #(higher score) + #(tied, earlier).
-    skey = _score_key(score)
-    key = (cls.astype(np.uint64) << np.uint64(32)) | skey.astype(np.uint64)  # [M] (class, score desc)
-    key_k = key if kept is None else key[kept]
-    ksorted = np.sort(key_k)
-    num_det = np.bincount(cls if kept is None else cls[kept], minlength=C)
-    cls_start = np.cumsum(num_det) - num_det
-    tk = key[tp_idx]
-    left = np.searchsorted(ksorted, tk, "left")
-    tied = np.searchsorted(ksorted, tk, "right") - left > 1
-    rank = left - cls_start[tp_cls]
-    if tied.any():
-        rank[tied] += _earlier_ties(key_k, np.arange(len(key)) if kept is None else kept, tk[tied], tp_idx[tied])
-
+    num_det = np.bincount(m["hoi"], minlength=C)
+    tp_cls, rank = m["hoi"][m["tp"]], m["rank"][m["tp"]]
     ap_c = _average_precision(tp_cls, rank, num_gt, C, ap)
     num_tp = np.bincount(tp_cls, minlength=C)
 
@@ -486,24 +400,6 @@ def _percent(x) -> float:
     """A fraction in percent, rounded to 1e-10: drops float summation noise (the toolkit's 11 x p/11 with p = 1 sums
     to 1.0000000000000002) so perfect predictions read exactly 100.0; far below any reported digit."""
     return round(float(x) * 100.0, 10)
-
-
-def _earlier_ties(key_k: np.ndarray, idx_k: np.ndarray, tkeys: np.ndarray, tidx: np.ndarray) -> np.ndarray:
-    """For detections (tkeys, tidx), how many scored detections share their key with a smaller file index.
-
-    key_k / idx_k: keys and file indices of the scored detections (idx_k increasing). Only reached with tied scores.
-    """
-    ukeys = np.unique(tkeys)
-    pos = np.minimum(np.searchsorted(ukeys, key_k), len(ukeys) - 1)
-    members = np.flatnonzero(ukeys[pos] == key_k)  # scored detections in a tie group of interest (file order)
-    mk = key_k[members]
-    order = np.argsort(mk, kind="stable")  # groups of equal keys, file order inside
-    mks = mk[order]
-    gstart = np.flatnonzero(np.r_[True, mks[1:] != mks[:-1]])
-    within = np.arange(len(mks)) - np.repeat(gstart, np.diff(np.r_[gstart, len(mks)]))
-    earlier = np.empty(len(members), np.int64)
-    earlier[order] = within
-    return earlier[np.searchsorted(idx_k[members], tidx)]
 
 
 def _average_precision(tp_cls, rank, num_gt, C: int, method: str) -> np.ndarray:
@@ -535,3 +431,76 @@ def _average_precision(tp_cls, rank, num_gt, C: int, method: str) -> np.ndarray:
         rc = rec[sl]
         ap[cc] = float(np.sum(np.diff(np.r_[0.0, rc]) * env))
     return ap
+
+
+# ---- per-detection outcome (paired bootstrap over test images) --------------------------------------------------
+def match_detections(gt: HOIAnnotations, pred: dict, *, iou_rule: str = "official", known_object: bool = False,
+                     include_empty: bool = False) -> dict:
+    """The matching and ranking of the protocol (module docstring), for every scored detection: the one
+    implementation behind `evaluate` and the image bootstrap (`hoilib.eval.bootstrap`).
+
+    Nothing here depends on other images, so resampling test images only changes how often each detection and GT
+    pair counts. Returns a dict of [K] arrays over the K scored detections (after the empty-image / Known-Object
+    filter), sorted by (class, rank): index (row in pred), hoi, image_index (int64), rank (0-based position among the
+    class's scored detections: higher score first; ties by image index, then row), tp (bool).
+    """
+    if iou_rule not in IOU_RULES:
+        raise ValueError(f"iou_rule must be one of {IOU_RULES}, got {iou_rule!r}")
+    C, N = gt.num_classes, gt.num_images
+    pred = validate_predictions(pred, N, C, source="predictions")
+    img, cls, score = pred["image_index"], pred["hoi"], pred["score"]
+    # Which detections are scored at all (rule 7 and the Known-Object setting).
+    if known_object:
+        has_obj = np.zeros((N, len(gt.objects)), bool)
+        has_obj[gt.image_index, gt.object] = True
+        kept = np.flatnonzero(has_obj[img, gt.hoi_to_object[cls]])
+    elif not include_empty:
+        nonempty = np.zeros(N, bool)
+        nonempty[gt.image_index] = True
+        kept = np.flatnonzero(nonempty[img])
+    else:
+        kept = np.arange(len(cls))
+
+    # ---- ground truth, sorted by (class, image); file order kept inside a cell for "first on ties".
+    gh, go = gt.continuous_boxes()
+    gkey = gt.hoi * N + gt.image_index
+    gorder = np.argsort(gkey, kind="stable")
+    gkey_s = gkey[gorder]
+    # ---- candidates: the GT rows of the detection's (class, image) cell. Filtered-out detections have none (an
+    # image without GT pairs, or without c's object, has no GT pair of class c).
+    dkey = cls * N + img
+    if C * N <= _MAX_TABLE:
+        start = np.zeros(C * N + 1, np.int64)
+        np.cumsum(np.bincount(gkey_s, minlength=C * N), out=start[1:])
+        lo = start[dkey]
+        cnt = start[dkey + 1] - lo
+    else:
+        lo = np.searchsorted(gkey_s, dkey, "left")
+        cnt = np.searchsorted(gkey_s, dkey, "right") - lo
+    cand = np.flatnonzero(cnt)
+    best_v, best_g = _best_match(pred["boxes_h"][cand], pred["boxes_o"][cand], gh[gorder].astype(np.float64),
+                                 go[gorder].astype(np.float64), lo[cand], cnt[cand])
+
+    # ---- true positives: per GT row, the first passing detection in rank order (highest score, then lowest row: the
+    # detections competing for one GT row all lie in its image, so (image, row) order is row order here).
+    ok = best_v >= 0.5 if iou_rule == "official" else best_v > 0.5
+    p_idx, p_g = cand[ok], best_g[ok]
+    key = (cls.astype(np.uint64) << np.uint64(32)) | _score_key(score).astype(np.uint64)  # (class, score desc)
+    first = np.lexsort((p_idx, key[p_idx], p_g))
+    win = first[np.r_[True, p_g[first][1:] != p_g[first][:-1]]] if len(first) else first
+    tp = np.zeros(len(cls), bool)
+    tp[p_idx[win]] = True
+
+    # ---- rank order: (class, score desc), ties by (image, row). One sort by the key (any order inside a tie), then
+    # only the tie groups are sorted by (image, row): ties are few unless scores are rounded.
+    order = kept[np.argsort(key[kept])]
+    ks = key[order]
+    same = ks[1:] == ks[:-1]
+    if same.any():
+        t = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
+        group = np.cumsum(np.r_[True, ks[t][1:] != ks[t][:-1]])
+        order[t] = order[t][np.lexsort((order[t], img[order[t]], group))]
+    hoi = cls[order]
+    num = np.bincount(hoi, minlength=C)
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(num) - num, num)
+    return dict(index=order, hoi=hoi, image_index=img[order], rank=rank, tp=tp[order])

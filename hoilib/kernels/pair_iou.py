@@ -15,21 +15,22 @@ import torch
 from . import HAS_TRITON, INTERPRET
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU matrix [P, G] of xyxy boxes a [P, 4] and b [G, 4]."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])  # [P, G, 2]
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise IoU of xyxy boxes a [..., 4] and b [..., 4] (broadcast: a[:, None] and b[None] give the [P, G]
+    matrix; equal shapes give aligned rows). inter / (area_a + area_b - inter), 0 where the union is empty."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(a.dtype).tiny), torch.zeros_like(inter))
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
 
 
 def pair_min_iou_reference(boxes_h: torch.Tensor, boxes_o: torch.Tensor, gt_h: torch.Tensor,
                            gt_o: torch.Tensor) -> torch.Tensor:
     """[P, G] min(IoU(boxes_h[p], gt_h[g]), IoU(boxes_o[p], gt_o[g])). Inputs xyxy: [P, 4], [P, 4], [G, 4], [G, 4]."""
-    return torch.minimum(_iou(boxes_h, gt_h), _iou(boxes_o, gt_o))
+    return torch.minimum(box_iou(boxes_h[:, None], gt_h[None]), box_iou(boxes_o[:, None], gt_o[None]))
 
 
 if HAS_TRITON:

@@ -15,10 +15,10 @@ the same weights as an uninterrupted one (every random draw of an epoch comes fr
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -27,20 +27,19 @@ import open_clip
 import torch
 from tqdm.auto import tqdm
 
-from hoilib.config import SPEED_ONLY, ExperimentConfig
-from hoilib.models.clip_backbone import build_clip, get_tokenizer
+from hoilib import cache
+from hoilib.config import ExperimentConfig
+from hoilib.data.world import build_world, parse_caption
+from hoilib.eval.ap import ranking_ap
+from hoilib.models.clip_backbone import build_clip, get_tokenizer, preprocess
 
 __all__ = ["pretrain_clip", "clip_cache_path", "train_clip", "retrieval_accuracy", "hoi_recognition", "split_holdout"]
 
 
 def clip_cache_path(cfg: ExperimentConfig) -> Path:
-    """Where `pretrain_clip(cfg)` writes its checkpoint: `<cache_dir>/clip/<digest>/clip.pt`, the digest covering
-    the world (its config and generator version, `world_digest`) and the clip section."""
-    from hoilib.data.world import world_digest
-
-    clip = {k: v for k, v in cfg.to_dict()["clip"].items() if f"clip.{k}" not in SPEED_ONLY}
-    key = json.dumps({"world": world_digest(cfg), "clip": clip}, sort_keys=True)
-    return Path(cfg.data.cache_dir) / "clip" / hashlib.sha256(key.encode()).hexdigest()[:16] / "clip.pt"
+    """Where `pretrain_clip(cfg)` writes its checkpoint: `<cache_dir>/clip/<clip key>/clip.pt` (`cache.clip_key`:
+    the world, the clip section and the pretraining code)."""
+    return Path(cfg.data.cache_dir) / "clip" / cache.clip_key(cfg) / "clip.pt"
 
 
 def pretrain_clip(cfg: ExperimentConfig, progress: bool = True) -> Path:
@@ -53,8 +52,8 @@ def pretrain_clip(cfg: ExperimentConfig, progress: bool = True) -> Path:
     final = clip_cache_path(cfg)
     if final.is_file():
         return final
-    from hoilib.data.world import build_world
-
+    final.parent.mkdir(parents=True, exist_ok=True)
+    cache.sweep_stale(final.parent)
     world = build_world(cfg, progress=progress)
     images, captions = world.caption_images, list(world.captions)
     if len(images) != len(captions):
@@ -62,7 +61,7 @@ def pretrain_clip(cfg: ExperimentConfig, progress: bool = True) -> Path:
     c = cfg.clip
     train_idx, eval_idx = split_holdout(len(captions), c.pretrain_holdout, c.pretrain_seed)
     threads = torch.get_num_threads()
-    torch.set_num_threads(c.pretrain_threads or os.cpu_count() or 1)
+    torch.set_num_threads(cache.threads(c.pretrain_threads))  # part of the CLIP's key: it changes bits
     try:
         model, metrics = train_clip(
             images, captions, train_idx, eval_idx,
@@ -72,16 +71,15 @@ def pretrain_clip(cfg: ExperimentConfig, progress: bool = True) -> Path:
     finally:
         torch.set_num_threads(threads)
     if len(eval_idx) and hasattr(world, "vocab"):  # image-level zero-shot HOI recognition on the held-out images
-        from hoilib.data.world import parse_caption
-
         ev = np.sort(eval_idx)
         labels = [sorted(set(parse_caption(captions[i]))) for i in ev]
         metrics.update(hoi_recognition(model, images[ev], labels, list(world.vocab.hoi_prompts),
                                        tokenizer=get_tokenizer(c.arch), mean=c.image_mean, std=c.image_std))
     state = {"model": model.state_dict(), "config": {"world": cfg.to_dict()["world"], "clip": cfg.to_dict()["clip"]},
              "metrics": metrics}
-    _atomic_save(state, final)
-    (final.parent / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with cache.atomic_path(final) as tmp:
+        torch.save(state, tmp)
+    cache.atomic_write_text(final.parent / "metrics.json", json.dumps(metrics, indent=2))
     partial = final.parent / "partial.pt"
     if partial.exists():
         partial.unlink()
@@ -125,8 +123,7 @@ def train_clip(images: np.ndarray, captions: list[str], train_idx: np.ndarray, e
     model = build_clip(arch).train()
     tokenizer = get_tokenizer(arch)
     tokens = _tokenize_all(tokenizer, captions)  # [N, L]
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    size = int(images.shape[1])  # the caption images are made at the CLIP input size: used as they are
 
     # open_clip main.py: no weight decay on gains, biases, embeddings tables and the temperature
     decay, no_decay = [], []
@@ -173,7 +170,7 @@ def train_clip(images: np.ndarray, captions: list[str], train_idx: np.ndarray, e
         losses = []
         for s in range(steps_per_epoch):
             idx = np.sort(order[s * batch_size:(s + 1) * batch_size])  # sorted: faster memmap reads
-            x = _to_tensor(images, idx, mean_t, std_t)
+            x = preprocess(images[idx], size, mean, std)
             if augment:
                 x = _augment(x, g)
             img_f, txt_f, scale = model(x, tokens[idx])
@@ -199,7 +196,7 @@ def train_clip(images: np.ndarray, captions: list[str], train_idx: np.ndarray, e
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
         if partial is not None:
-            _atomic_save({"signature": signature,
+            _save({"signature": signature,
                           "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history, "time_s": t_spent},
                          partial)
@@ -240,15 +237,14 @@ def retrieval_accuracy(model: torch.nn.Module, images, captions: list[str], *, t
     texts = sorted(set(captions))
     text_id = {t: i for i, t in enumerate(texts)}
     target = torch.tensor([text_id[c] for c in captions])  # [N] index of each image's caption text
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    size = int(images.shape[1])  # the caption images are made at the CLIP input size: used as they are
     img_f = []
     for s in range(0, len(captions), batch_size):
         idx = np.arange(s, min(s + batch_size, len(captions)))
         if isinstance(images, torch.Tensor) and images.is_floating_point():
             x = images[idx]
         else:
-            x = _to_tensor(images, idx, mean_t, std_t)
+            x = preprocess(images[idx], size, mean, std)
         img_f.append(model.encode_image(x, normalize=True))
     img_f = torch.cat(img_f)  # [N, E]
     tok = tokenizer(texts)
@@ -295,10 +291,8 @@ def hoi_recognition(model: torch.nn.Module, images, labels: list, prompts: list[
     model.eval()
     if tokenizer is None:
         tokenizer = open_clip.SimpleTokenizer(context_length=getattr(model, "context_length", 77))
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    img_f = torch.cat([model.encode_image(_to_tensor(images, np.arange(s, min(s + batch_size, len(labels))),
-                                                     mean_t, std_t), normalize=True)
+    size = int(images.shape[1])  # the caption images are made at the CLIP input size: used as they are
+    img_f = torch.cat([model.encode_image(preprocess(images[s:s + batch_size], size, mean, std), normalize=True)
                        for s in range(0, len(labels), batch_size)])
     txt_f = model.encode_text(tokenizer(list(prompts)), normalize=True)
     sim = (img_f @ txt_f.T).numpy()  # [N, C]
@@ -308,20 +302,12 @@ def hoi_recognition(model: torch.nn.Module, images, labels: list, prompts: list[
     if was_training:
         model.train()
     top = np.argsort(-sim, axis=1, kind="stable")[:, :5]
-    aps = [_average_precision(sim[:, c], y[:, c]) for c in range(y.shape[1]) if y[:, c].any()]
+    aps = [ranking_ap(sim[:, c], y[:, c]) for c in range(y.shape[1]) if y[:, c].any()]
     return {"hoi_top1": float(y[np.arange(len(y)), top[:, 0]].mean()),
             "hoi_top5": float(np.take_along_axis(y, top, 1).any(1).mean()),
             "hoi_map": float(np.mean(aps)),
             "hoi_top1_chance": float(y.mean(1).mean()),
             "hoi_map_chance": float(np.mean([y[:, c].mean() for c in range(y.shape[1]) if y[:, c].any()]))}
-
-
-def _average_precision(score: np.ndarray, positive: np.ndarray) -> float:
-    """Non-interpolated AP of ranking by `score` (ties in input order)."""
-    order = np.argsort(-score, kind="stable")
-    hits = positive[order]
-    prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(prec[hits].mean())
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -339,12 +325,6 @@ def _tokenize_all(tokenizer, captions: list[str]) -> torch.Tensor:
     return tok[torch.tensor([pos[c] for c in captions], dtype=torch.long)]
 
 
-def _to_tensor(images, idx: np.ndarray, mean_t: torch.Tensor, std_t: torch.Tensor) -> torch.Tensor:
-    """uint8 [n, S, S, 3] rows `idx` of `images` -> normalised float [n, 3, S, S]."""
-    x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - mean_t) / std_t
-
-
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """A random translation by up to S/16 pixels per image (edges replicated). No flips: world captions list the
     people left to right, so a mirrored image would contradict its caption."""
@@ -356,20 +336,14 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.stack([xp[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
-def _atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary name, then rename: an interruption never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _save(obj, path: Path) -> None:
+    with cache.atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def main(argv=None) -> dict:
     """`python -m hoilib.models.clip_pretrain [--profile default] [--cache-dir cache]`: pretrain (or load) the
     profile's small CLIP and print its held-out retrieval accuracy."""
-    import argparse
-
     ap = argparse.ArgumentParser(description="Pretrain the built-in world's CLIP on the world's captions (cached).")
     ap.add_argument("--profile", default="default", help="preset name (default: default)")
     ap.add_argument("--cache-dir", default="", help="override data.cache_dir")

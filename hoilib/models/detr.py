@@ -42,7 +42,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
+from PIL import Image
 from torch import Tensor, nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.ops import batched_nms
+
+from ..data.detections import Detections
+from ..data.detr_import import detr_postprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,8 +128,6 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str = "resnet50", dilation: bool = False):
         super().__init__()
-        import torchvision
-        from torchvision.models._utils import IntermediateLayerGetter
 
         if name not in ("resnet50", "resnet101"):
             raise ValueError(f"backbone must be 'resnet50' or 'resnet101', got {name!r}")
@@ -454,7 +459,6 @@ def resize_shape(width: int, height: int, min_size: int = 800, max_size: int | N
 def preprocess(image: np.ndarray, min_size: int = 800, max_size: int | None = 1333) -> Tensor:
     """uint8 [H, W, 3] RGB -> float32 [3, H', W'] resized with PIL bilinear (as torchvision's `resize` on the PIL
     image in DETR's test transform) and normalised with the ImageNet mean / std."""
-    from PIL import Image
 
     h, w = image.shape[:2]
     oh, ow = resize_shape(w, h, min_size, max_size)
@@ -480,7 +484,6 @@ def lain_safe_subset(boxes: Tensor, scores: Tensor, labels: Tensor, score_floor:
     """
     keep = scores >= score_floor
     if keep_top > 0 and not bool(keep.all()):
-        from torchvision.ops import batched_nms
 
         order = batched_nms(boxes.float(), scores.float(), labels, nms_iou)  # survivors, descending score
         is_h = labels[order] == human
@@ -513,8 +516,6 @@ def detect(model: DETR, images: list, *, min_size: int = 800, max_size: int | No
         hoilib's COCO-80 object order for the HICO-DET model), feats float32 [K, D] (`hs[-1]`).
         K = Q unless shrunk; detections keep query order.
     """
-    from ..data.detections import Detections
-    from ..data.detr_import import detr_postprocess
 
     if not isinstance(images, (list, tuple)):
         raise TypeError(f"images must be a list of uint8 [H, W, 3] arrays, got {type(images).__name__}")

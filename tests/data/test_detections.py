@@ -1,6 +1,7 @@
 """Detection caches: the .npz round trip, bad caches, per-image JSON import and caching from a detector callable."""
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from hoilib.data import DetectionCache, DetectionCacheError, Detections
-from hoilib.data.dataset import ArrayImages
+from hoilib.data.images import ArrayImages
 from hoilib.data.detr_import import (cache_detections, detection_file, detr_postprocess, export_detection_dir,
                                      import_detection_dir, label_map, read_detection_json)
 from hoilib.data.hicodet import load_hicodet
@@ -78,6 +79,68 @@ def test_bad_cache_arrays_name_file_and_entry(tmp_path, changes, expected):
         DetectionCache.load(path)
 
 
+@pytest.mark.parametrize("changes, expected", [
+    # nothing is coerced: float labels were truncated, bytes / int file names stringified, 80.0 read as 80
+    (dict(labels=np.array([0, 1.5, 2, 3, 4, 5, 6, 7, 8])), r"labels must hold integers, got dtype float64"),
+    (dict(labels=np.arange(9, dtype=np.float32)), r"labels must hold integers, got dtype float32"),
+    (dict(offsets=np.array([0.0, 3, 3, 8, 9])), r"offsets must hold integers, got dtype float64"),
+    (dict(filenames=np.arange(4)), r"filenames must be a 1-D array of str, got dtype int64 and shape \(4,\)"),
+    (dict(filenames=np.array([b"a.jpg", b"b.jpg", b"c.jpg", b"d.jpg"])), r"filenames must be a 1-D array of str"),
+    (dict(filenames=np.array(["img_0.jpg", "img_1.jpg", "img_1.jpg", "img_3.jpg"])),
+     r"filenames\[2\] 'img_1.jpg' repeats filenames\[1\]"),
+    (dict(filenames=np.array(["img_0.jpg", "", "img_2.jpg", "img_3.jpg"])), r"filenames\[1\] = '' is not a file"),
+    (dict(num_classes=np.float64(80)), r"num_classes must be one integer, got dtype float64 and shape \(\)"),
+    (dict(num_classes=np.array([80])), r"num_classes must be one integer, got dtype int64 and shape \(1,\)"),
+    (dict(scores=np.array([0.5, 0.1] + [0.5] * 7)), r"scores\[1\] = 0.1 is not exactly float32 \(dtype float64\)"),
+    (dict(boxes=np.array([[1, 1, 2, 2]] * 9)), r"boxes must hold floats, got dtype int64"),
+    (dict(offsets=np.array([0, 3, 3, 8, 2 ** 64 - 1], np.uint64)), r"offsets\[4\] = 18446744073709551615 is not ex"),
+    # the entry is named
+    (dict(offsets=np.array([1, 3, 3, 8, 9])), r"offsets\[0\] = 1, expected 0"),
+    (dict(offsets=np.array([0, 3, 3, 8])), r"offsets has shape \(4,\), expected \(5,\) for 4 images"),
+    (dict(offsets=np.array([0, 3, 2, 8, 9])),
+     r"offsets must be non-decreasing, but offsets\[2\] = 2 < offsets\[1\] = 3 \(image 1, img_1.jpg\)"),
+])
+def test_cache_arrays_are_not_coerced(tmp_path, changes, expected):
+    path = _save_arrays(tmp_path / "bad.npz", **changes)
+    with pytest.raises(DetectionCacheError, match=rf"^{path}: {expected}"):
+        DetectionCache.load(path)
+
+
+def test_exact_other_dtypes_load(tmp_path):
+    """Integer arrays of any width, float64 values that are exactly float32: same values, canonical dtypes."""
+    cache = _random_cache(True)
+    path = _save_arrays(tmp_path / "wide.npz", offsets=cache.offsets.astype(np.uint8),
+                        labels=cache.labels.astype(np.int16), boxes=cache.boxes.astype(np.float64),
+                        num_classes=np.int32(80))
+    _assert_equal(cache, DetectionCache.load(path))
+
+
+def test_unreadable_cache_files(tmp_path):
+    good = _save_arrays(tmp_path / "good.npz")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(DetectionCacheError, match=rf"^{tmp_path / 'one.npy'}: a single .npy array, not an .npz"):
+        DetectionCache.load(tmp_path / "one.npy")
+    (tmp_path / "half.npz").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DetectionCacheError, match=rf"^{tmp_path / 'half.npz'}: not a readable .npz archive "
+                                                  r"\(BadZipFile"):
+        DetectionCache.load(tmp_path / "half.npz")
+    # A damaged byte inside a member: the archive opens, the array does not (CRC check).
+    data = bytearray(good.read_bytes())
+    at = data.index(b"boxes.npy") + 200
+    data[at] ^= 0xFF
+    (tmp_path / "crc.npz").write_bytes(bytes(data))
+    with pytest.raises(DetectionCacheError, match=rf"^{tmp_path / 'crc.npz'}: array 'boxes' cannot be read \(BadZip"):
+        DetectionCache.load(tmp_path / "crc.npz")
+    np.savez(tmp_path / "obj.npz", filenames=np.array(["a", None], object), offsets=np.zeros(3, np.int64))
+    with pytest.raises(DetectionCacheError, match=r"obj.npz: array 'filenames' cannot be read \(ValueError: Object"):
+        DetectionCache.load(tmp_path / "obj.npz")
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w") as zf:
+        for name in ("filenames", "offsets", "boxes", "scores", "labels", "num_classes"):
+            zf.writestr(name + ".npy", b"plain bytes")
+    with pytest.raises(DetectionCacheError, match=r"raw.npz: member 'filenames' is not a .npy array"):
+        DetectionCache.load(tmp_path / "raw.npz")
+
+
 def test_bad_cache_boxes(tmp_path):
     boxes = _random_cache(True).boxes.copy()
     boxes[4] = [10, 5, 2, 8]  # image 2, detection 1: x2 < x1
@@ -91,7 +154,7 @@ def test_bad_cache_boxes(tmp_path):
     with pytest.raises(DetectionCacheError, match=rf"image 3 \(img_3.jpg\), detection 0: .* outside the 50x70 image"):
         DetectionCache.load(path, sizes=SIZES)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(DetectionCacheError, match="not a readable .npz file"):
+    with pytest.raises(DetectionCacheError, match="junk.npz: not an .npz archive"):
         DetectionCache.load(tmp_path / "junk.npz")
     with pytest.raises(FileNotFoundError, match="detection cache not found"):
         DetectionCache.load(tmp_path / "none.npz")
@@ -167,10 +230,23 @@ def test_label_spaces_and_conventions(tmp_path):
     (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=[1], feats=[[1, 2], [3, 4]]),
      r"'feats' has shape \(2, 2\), expected \(1, F\)"),
     (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=[1], size=[30, 30]), r"'size' \[30, 30\] .* is not a resize"),
+    # strings, booleans and flat lists were read as numbers; ragged feature rows and bad UTF-8 were bare ValueErrors
+    (dict(boxes=[[0, 0, "5", 5]], scores=[0.5], labels=[1]), r"boxes\[0\]: \[0, 0, '5', 5\]: '5' is not a number"),
+    (dict(boxes=[0, 0, 5, 5], scores=[0.5], labels=[1]), r"boxes\[0\]: 0 is not a list of 4 numbers"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=[True], labels=[1]), r"scores\[0\]: True is not a number"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=["1"]), r"labels\[0\]: '1' is not a number"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=0.5, labels=[1]), r"'scores' must be a list, got 0.5"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=[1], feats=[[1, 2], [3]]),
+     r"feats\[1\]: \[3\] is not a list of 2 numbers"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=[1], feats=[7]), r"'feats' has shape \(1,\), expected \(1, F\)"),
+    (dict(boxes=[[0, 0, 5, 10 ** 400]], scores=[0.5], labels=[1]), r"boxes\[0\]: .*: 1000.* is not a number"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=[1], size="30"), r"'size' must be a list, got '30'"),
+    (dict(boxes=[[0, 0, 5, 5]], scores=[0.5], labels=[1], size=[30, "40"]), r"size\[1\]: '40' is not a number"),
+    ('{"boxes": [[0, 0, 5, 5]], "scores": [0.5], "labels": [1], "x": "caf\xe9"}', r"malformed JSON: .*utf-8"),
 ])
 def test_bad_detection_json_names_file_and_entry(tmp_path, content, expected):
     f = tmp_path / "HICO_test2015_00000007.json"
-    f.write_text(content if isinstance(content, str) else json.dumps(content))
+    f.write_bytes(content.encode("latin-1") if isinstance(content, str) else json.dumps(content).encode())
     with pytest.raises(DetectionCacheError, match=rf"^{f}: {expected}"):
         read_detection_json(f, 40, 30)
 

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hoilib.data.annotations import HOIAnnotations
-from hoilib.eval import (MATLAB_11_POINTS, PredictionError, evaluate, hicodet_rare, hicodet_unseen,
-                         load_predictions, matlab_colon, rare_from_counts, save_predictions)
+from hoilib.data.splits import hicodet_protocol as hicodet_unseen
+from hoilib.data.splits import hicodet_rare, rare_from_counts
+from hoilib.eval import MATLAB_11_POINTS, PredictionError, evaluate, load_predictions, matlab_colon, save_predictions
 from hoilib.eval import hoi_map
 from hoilib.eval.__main__ import main as cli_main
 from hoilib.eval.bench import synthetic_predictions
@@ -93,7 +94,9 @@ def reference_ap(gt, pred, iou_rule="official", ap="11p", known_object=False, in
             dets = [d for d in dets if (int(img[d]), int(h2o[c])) in objs]
         elif not include_empty:
             dets = [d for d in dets if int(img[d]) in nonempty]
-        dets.sort(key=lambda d: -float(score[d]))  # Python's sort is stable, like MATLAB's
+        # The toolkit gathers detections image by image, then MATLAB's stable sort by score: ties go by (image,
+        # row). Python's sort is stable too.
+        dets.sort(key=lambda d: (-float(score[d]), int(img[d])))
         matched, tp = set(), []
         for d in dets:
             ov_max, j_max = -np.inf, None
@@ -204,7 +207,7 @@ def test_best_pair_is_min_of_human_and_object_iou():
     assert res.num_tp[0] == 1 and res.ap[0] == pytest.approx(6 / 11, abs=1e-15)
 
 
-def test_tied_scores_keep_file_order():
+def test_tied_scores_in_one_image_keep_file_order():
     gt = make_gt([[(0, BOX, OBOX)]])
     fp, tp = (0, 0, [50, 50, 60, 60], OBOX, 0.5), (0, 0, BOX, OBOX, 0.5)
     assert ev(gt, [fp, tp]).ap[0] == pytest.approx(0.5)  # FP ranked first
@@ -447,7 +450,7 @@ def test_save_load_roundtrip(tmp_path):
     (lambda p: p.pop("score"), r"missing array\(s\) \['score'\]"),
     (lambda p: p.update(boxes_h=p["boxes_h"][:, :3]), r"'boxes_h' has shape \(2, 3\), expected \(2, 4\)"),
     (lambda p: p.update(hoi=p["hoi"][:1]), r"'hoi' has shape \(1,\), expected \(2,\)"),
-    (lambda p: p.update(score=np.array([0.5, np.nan], np.float32)), r"'score' is NaN at row 1"),
+    (lambda p: p.update(score=np.array([0.5, np.nan], np.float32)), r"score\[1\] = nan is not finite"),
     (lambda p: p.update(image_index=np.array([0, 5])), r"image_index\[1\] = 5 out of range \[0, 1\)"),
     (lambda p: p.update(hoi=np.array([0, -1])), r"hoi\[1\] = -1 out of range \[0, 4\)"),
     (lambda p: p.update(hoi=np.array([0.0, 1.0])), r"'hoi' must hold integers"),
@@ -466,7 +469,7 @@ def test_bad_prediction_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="prediction file not found"):
         load_predictions(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(PredictionError, match="junk.npz: not a readable .npz"):
+    with pytest.raises(PredictionError, match="junk.npz: not an .npz archive"):
         load_predictions(tmp_path / "junk.npz")
     np.savez(tmp_path / "partial.npz", image_index=np.zeros(1, np.int64), score=np.zeros(1, np.float32))
     with pytest.raises(PredictionError, match=r"partial.npz: missing array\(s\) \['boxes_h', 'boxes_o', 'hoi'\]"):
@@ -520,3 +523,26 @@ def test_cli_json_on_real_annotations(tmp_path, hico_test_json):
     run = subprocess.run([sys.executable, "-m", "hoilib.eval", "--gt", str(hico_test_json), "--pred",
                           str(tmp_path / "gt_pred.npz"), "--json"], capture_output=True, text=True, timeout=120)
     assert "unseen" not in json.loads(run.stdout)
+
+
+def test_min_iou_is_the_kernels_formula():
+    """The evaluator's in-place numpy min-IoU equals `kernels.pair_iou.box_iou` (float64) bit for bit."""
+    import torch
+
+    from hoilib.kernels.pair_iou import pair_min_iou_reference
+
+    rng = np.random.default_rng(0)
+
+    def boxes(n):
+        xy = rng.uniform(0, 90, (n, 2))
+        return np.concatenate([xy, xy + rng.uniform(0.5, 40, (n, 2))], 1)
+
+    dh, do, gh, go = boxes(37), boxes(37), boxes(11), boxes(11)
+    gh[:5], go[:5] = dh[:5], do[:5]  # some exact matches, IoU 1
+    c = np.full(37, 11)  # every detection against every GT row
+    rows = np.tile(np.arange(11), 37)
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    v = hoi_map._min_iou(np.ascontiguousarray(dh.T), np.ascontiguousarray(do.T), np.ascontiguousarray(gh.T),
+                         np.ascontiguousarray(go.T), area(gh.T), area(go.T), c, rows)
+    ref = pair_min_iou_reference(*(torch.from_numpy(b) for b in (dh, do, gh, go))).numpy().reshape(-1)
+    assert np.array_equal(v, ref) and (v == 1.0).sum() >= 5

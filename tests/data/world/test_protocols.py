@@ -1,4 +1,4 @@
-"""Zero-shot protocols built by HICO-DET's rules (hoilib.data.protocols)."""
+"""Zero-shot protocols built by HICO-DET's rules (hoilib.data.world.protocols)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from hoilib.data.protocols import PROTOCOL_NAMES, make_protocols, protocol_table
 from hoilib.data.vocab import ASSETS, hicodet_vocabulary
 from hoilib.data.world import world_vocabulary
+from hoilib.data.world.protocols import PROTOCOL_NAMES, make_protocols, protocol_table
 
 
 def _counts(vocab, seed=0):

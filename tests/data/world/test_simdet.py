@@ -1,4 +1,4 @@
-"""The simulated detector (hoilib.data.simdet)."""
+"""The simulated detector (hoilib.data.world.simdet)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ import pytest
 from hoilib.config import DetectorSimConfig
 from hoilib.data.annotations import HOIAnnotations
 from hoilib.data.detections import DetectionCache, Detections
-from hoilib.data.simdet import gt_instances, simulate_detections
 from hoilib.data.world import world_vocabulary
+from hoilib.data.world.simdet import gt_instances, simulate_detections
 
 ZERO = dict(box_jitter=0.0, miss_rate=0.0, false_positives=0.0, class_confusion=0.0, score_noise=0.0)
 

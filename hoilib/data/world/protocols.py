@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .vocab import Vocabulary
+from ..vocab import Vocabulary
 
 PROTOCOL_NAMES = ("rf_uc", "nf_uc", "uo", "uv", "uc0", "uc1", "uc2", "uc3", "uc4")
 

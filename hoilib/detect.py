@@ -1,6 +1,6 @@
 """Cache the detections of a HICO-DET-fine-tuned DETR for one HICO-DET split (command line and function).
 
-    python -m hoilib.data.cache_detr --checkpoint checkpoints/detr-r50-hicodet.pth --root HICODET_ROOT --split test
+    python -m hoilib.detect --checkpoint checkpoints/detr-r50-hicodet.pth --root HICODET_ROOT --split test
 
 reads `<root>/instances_{split}2015.json` and the images in `<root>/hico_20160224_det/images/{split}2015/`, runs
 `hoilib.models.detr.detect` (DETR's test resize 800 / 1333, all 100 queries with their `hs[-1]` features unless
@@ -31,8 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from .detections import DetectionCache, DetectionCacheError
+from .data.detections import DetectionCache, DetectionCacheError
+from .data.detr_import import cache_detections
+from .data.hicodet import WHERE_FROM, detection_path, image_dir, load_hicodet
+from .models import detr
 
 NUM_CLASSES = 80  # HICO-DET objects in the COCO-80 order (person = 0)
 
@@ -81,22 +86,13 @@ def cache_split(checkpoint: str | Path, root: str | Path, split: str, out: str |
         FileNotFoundError for a missing annotation file, image or checkpoint; ValueError when existing shards were
         written with other settings.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from ..models.detr import load_detr, resize_shape
-    from .detr_import import cache_detections
-    from .hicodet import WHERE_FROM, detection_path, image_dir, load_hicodet
-
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
-        from ..models.detr import WHERE_FROM
-
-        raise FileNotFoundError(f"DETR checkpoint not found: {checkpoint}. {WHERE_FROM}")
+        raise FileNotFoundError(f"DETR checkpoint not found: {checkpoint}. {detr.WHERE_FROM}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -115,7 +111,7 @@ def cache_split(checkpoint: str | Path, root: str | Path, split: str, out: str |
     sizes = np.asarray(ann.sizes[:n])
 
     # Same-shape images next to each other: batches are (almost always) unpadded.
-    shapes = [resize_shape(int(w), int(h), min_size, max_size) for w, h in sizes]
+    shapes = [detr.resize_shape(int(w), int(h), min_size, max_size) for w, h in sizes]
     order = sorted(range(n), key=lambda i: (shapes[i], i))
     shards = [order[s:s + shard_size] for s in range(0, n, shard_size)]
 
@@ -144,12 +140,10 @@ def cache_split(checkpoint: str | Path, root: str | Path, split: str, out: str |
     bar = tqdm(total=n, initial=done, desc=f"DETR {split}2015", unit="img", disable=not progress)
     t0 = time.time()
     if todo:
-        from ..models.detr import detect
-
-        model = load_detr(checkpoint, NUM_CLASSES, from_coco91=coco91).to(device)
+        model = detr.load_detr(checkpoint, NUM_CLASSES, from_coco91=coco91).to(device)
 
         def model_fn(batch: list) -> list:
-            dets = detect(model, batch, min_size=min_size, max_size=max_size, score_floor=score_floor,
+            dets = detr.detect(model, batch, min_size=min_size, max_size=max_size, score_floor=score_floor,
                           keep_top=keep_top, pad_batches=pad_batches, device=device)
             bar.update(len(batch))
             return [dict(boxes=d.boxes, scores=d.scores, labels=d.labels, feats=d.feats) for d in dets]
@@ -188,7 +182,7 @@ def _merge(parts: Path, shards: list, filenames: list, sizes: np.ndarray, shard_
 
 
 def main(argv: list | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hoilib.data.cache_detr",
+    p = argparse.ArgumentParser(prog="python -m hoilib.detect",
                                 description="Cache DETR detections (boxes, scores, labels, 256-d hs[-1] features) "
                                             "for one HICO-DET split.")
     p.add_argument("--checkpoint", required=True, help="DETR weights, e.g. detr-r50-hicodet.pth")

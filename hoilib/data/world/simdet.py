@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .annotations import HOIAnnotations
-from .detections import DetectionCache
+from ..annotations import HOIAnnotations
+from ..detections import DetectionCache
 
 
 def gt_instances(annotations: HOIAnnotations) -> tuple:

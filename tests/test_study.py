@@ -1,0 +1,81 @@
+"""The study's design as data: table builders, seeds, schedules and the published numbers."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from hoilib import plotting, study
+
+
+def test_summaries_use_sample_std_over_seeds():
+    long = pd.DataFrame({"setting": ["LAIN"] * 3, "protocol": ["uc0", "uc1", "uc2"], "seed": [0, 1, 2],
+                         "metric": ["full"] * 3, "value": [30.0, 32.0, 34.0]})
+    s = study.summarise(study.collapse_uc(long))
+    assert len(s) == 1 and s["protocol"].iloc[0] == "uc"
+    assert s["mean"].iloc[0] == pytest.approx(32.0) and s["std"].iloc[0] == pytest.approx(2.0)
+    assert s["n_runs"].iloc[0] == 3
+
+
+def test_main_table_puts_paper_values_beside_ours():
+    rows = []
+    for seed, v in enumerate([30.0, 31.0, 32.0]):
+        for m in ("unseen", "seen", "full"):
+            rows.append(dict(setting="LAIN", protocol="rf_uc", seed=seed, metric=m, value=v))
+    t = study.main_table(pd.DataFrame(rows), ours="world")
+    r = t.iloc[0]
+    assert r["protocol"] == "RF-UC" and r["full_mean"] == pytest.approx(31.0) and r["full_std"] == pytest.approx(1.0)
+    assert r["paper_full"] == 34.41 and r["paper_unseen"] == 32.34 and r["ours_from"] == "world"
+
+
+def test_gain_table_differences_and_standard_errors():
+    rows = []
+    for setting, vals in (("A", {"rf_uc": [30.0, 32.0], "supervised": [40.0, 40.0]}),
+                          ("B", {"rf_uc": [27.0, 29.0], "supervised": [41.0, 43.0]})):
+        for protocol, vs in vals.items():
+            for seed, v in enumerate(vs):
+                for m in ("unseen", "seen", "full"):
+                    if not (protocol == "supervised" and m == "unseen"):
+                        rows.append(dict(setting=setting, protocol=protocol, seed=seed, metric=m, value=v))
+    t = study.main_table(pd.DataFrame(rows), ours="world")
+    g = study.gain_table(t, {"A - B": ("A", "B")}).set_index(["protocol", "metric"])
+    assert g.loc[("RF-UC", "full"), "A - B"] == pytest.approx(3.0)
+    # se = sqrt(std_a^2 / n + std_b^2 / n) = sqrt(2 / 2 + 2 / 2)
+    assert g.loc[("RF-UC", "full"), "A - B se"] == pytest.approx(np.sqrt(2.0))
+    assert g.loc[("Fully supervised", "full"), "A - B"] == pytest.approx(-2.0)
+    assert ("Fully supervised", "unseen") not in g.index  # a protocol without unseen classes has no unseen gain
+
+
+def test_seed_pairs_compare_methods_seed_by_seed():
+    def grid(vals):  # {setting: [full per seed]}
+        return pd.DataFrame([dict(setting=k, protocol="rf_uc", seed=s, metric=m, value=v + (m == "unseen"))
+                             for k, vs in vals.items() for s, v in enumerate(vs) for m in ("full", "unseen")])
+
+    frames = {"default": grid({"base": [10.0, 12.0], "LAIN": [11.0, 11.5]}),
+              "4x longer": grid({"base": [20.0, 21.0], "LAIN": [22.0, 24.0]})}
+    p = study.seed_pairs(frames, "base", "LAIN")
+    assert list(p.columns) == ["schedule", "protocol", "seed", "base", "LAIN", "LAIN - base"]
+    assert p["LAIN - base"].tolist() == pytest.approx([1.0, -0.5, 2.0, 3.0])
+    assert p["schedule"].tolist() == ["default", "default", "4x longer", "4x longer"]
+    fig = plotting.plot_seed_pairs(p, "base", "LAIN")
+    lines = fig.axes[0].lines
+    assert len(lines) == 4 and [ln.get_color() for ln in lines] == ["tab:green", "tab:red", "tab:green", "tab:green"]
+    assert list(lines[3].get_xdata()) == [2, 3] and list(lines[3].get_ydata()) == [21.0, 24.0]
+    one_sided = grid({"base": [10.0, 12.0], "LAIN": [11.0]})
+    with pytest.raises(ValueError, match="lacks runs of \\['LAIN'\\]"):
+        study.seed_pairs({"default": one_sided}, "base", "LAIN")
+
+
+def test_long_schedule_passes_more_images_than_the_profile():
+    assert set(study.LONG_SCHEDULE) == set(study.PROFILES)
+    assert set(study.LONG_SCHEDULE_METHODS) <= set(study.MAIN_METHODS)
+    base = study.experiment_config("default")
+    longer = base.override(study.LONG_SCHEDULE["default"])
+    assert study.images_passed(base) == 1500 * 2 and study.images_passed(longer) == 3000 * 4
+    assert longer.train.max_train_images == base.world.n_train  # every training image of the world
+    smoke = study.experiment_config("smoke")
+    assert study.images_passed(smoke.override(study.LONG_SCHEDULE["smoke"])) == 2 * study.images_passed(smoke)
+    assert longer.train.lr_step < longer.train.epochs  # the lr still drops once before the end
+
+
+def test_ablation_rows_match_the_paper_table():
+    assert list(study.ABLATIONS) == list(study.PAPER_ABLATION)
+    assert len(study.ABLATIONS) == 9
