@@ -56,10 +56,11 @@ mkdir -p "$OUT/.stamps"
 # The library code and the environment file, hashed once.
 code_hash=$(cat env.yml $(git ls-files 'hoilib/*' 2>/dev/null || find hoilib -type f -name '*.py' -o -name '*.json' | sort) | sha256sum | cut -c1-16)
 notebooks=(notebooks/[0-9][0-9]_*.ipynb)
-n=${#notebooks[@]} i=0 start_all=$(date +%s)
+n=${#notebooks[@]} i=0 ran=0 matched=0 start_all=$(date +%s)
 for nb in "${notebooks[@]}"; do
   i=$((i + 1)); name=$(basename "$nb" .ipynb)
   if [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]]; then continue; fi
+  matched=1
   stamp="$OUT/.stamps/$name"
   want="$PROFILE $code_hash $("$PY" scripts/nbsync.py hash "$nb")"
   # Up to date: same code cells, library and profile; an edit of the prose alone is copied over, not re-run.
@@ -70,14 +71,17 @@ for nb in "${notebooks[@]}"; do
   fi
   echo "run_all: [$i/$n] $name ($PROFILE) ..."
   t0=$(date +%s)
-  if [ "$OUT" = notebooks ]; then target="notebooks/.$name.running.ipynb"; else target="$OUT/$name.ipynb"; fi
-  if ! "$PY" -m papermill "$nb" "$target" "${PARAMS[@]}" -k python3 --cwd notebooks --no-progress-bar --log-level WARNING; then
-    echo "run_all: FAILED in $name; the executed notebook with the failing cell is $target" >&2
+  # The executed copy is written under a hidden temporary name and moved into place only when complete.
+  if ! "$PY" scripts/run_notebook.py "$nb" "$OUT/$name.ipynb" "${PARAMS[@]}"; then
+    echo "run_all: FAILED in $name" >&2
     exit 1
   fi
-  if [ "$OUT" = notebooks ]; then "$PY" scripts/strip_metadata.py "$target" && mv "$target" "$nb"; fi
-  if [ "$OUT" != notebooks ]; then "$PY" scripts/strip_metadata.py "$target"; fi
   [ "$OUT" = notebooks ] || echo "$want" > "$stamp"
+  ran=$((ran + 1))
   echo "run_all: [$i/$n] $name done in $(( $(date +%s) - t0 )) s"
 done
-echo "run_all: $PROFILE profile finished in $(( $(date +%s) - start_all )) s"
+if [ -n "$ONLY" ] && [ "$matched" = 0 ]; then
+  echo "run_all: no notebook name starts with '$ONLY' (notebooks: $(basename -a "${notebooks[@]}" | tr '\n' ' '))" >&2
+  exit 2
+fi
+echo "run_all: $PROFILE profile finished in $(( $(date +%s) - start_all )) s ($ran notebooks run)"

@@ -168,8 +168,11 @@ def predictions_key(cfg: ExperimentConfig, root: Path = HOILIB) -> str:
 _TMP = ".tmp-"
 
 
-def _tmp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}{_TMP}{os.getpid()}-{random.getrandbits(32):08x}")
+def temp_path(final, suffix: str = "") -> Path:
+    """A hidden temporary name beside `final` that `sweep_stale` recognises (it carries this process's id);
+    `suffix` keeps a tool that insists on an extension (papermill: ".ipynb") happy."""
+    final = Path(final)
+    return final.with_name(f".{final.name}{_TMP}{os.getpid()}-{random.getrandbits(32):08x}{suffix}")
 
 
 @contextlib.contextmanager
@@ -178,7 +181,7 @@ def atomic_path(final):
     the block raises (or is interrupted) it is removed. Readers see the old file or the complete new one."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(final)
+    tmp = temp_path(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -201,7 +204,7 @@ def atomic_dir(final):
     interruption the temporary folder is removed."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(final)
+    tmp = temp_path(final)
     tmp.mkdir()
     try:
         yield tmp

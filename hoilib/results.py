@@ -1,4 +1,5 @@
-"""Everything the study writes to `results/` goes through here.
+"""Everything the study writes to `results/` goes through here, atomically (`hoilib.cache`): an interrupted
+notebook never leaves a half-written table or figure.
 
 - `write_table(df, name, results_dir)`: `tables/<name>.csv` and `tables/<name>.md`, both generated from the same
   frame (never edited by hand); floats are rounded (mAP to 2 decimals) so reruns diff cleanly.
@@ -16,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+
+from . import cache
 
 FIG_DPI = 120
 PACKAGES = ("torch", "torchvision", "open_clip_torch", "numpy", "pandas", "matplotlib", "papermill", "nbval")
@@ -38,16 +41,17 @@ def write_table(df: pd.DataFrame, name: str, results_dir: str | Path = "results"
             out[col] = out[col].round(decimals)
     tables = _dir(results_dir, "tables")
     csv = tables / f"{name}.csv"
-    out.to_csv(csv, index=False)
+    cache.atomic_write_text(csv, out.to_csv(index=False))
     md = out.to_markdown(index=False, floatfmt=f".{decimals}f")
-    (tables / f"{name}.md").write_text((f"{caption}\n\n" if caption else "") + md + "\n")
+    cache.atomic_write_text(tables / f"{name}.md", (f"{caption}\n\n" if caption else "") + md + "\n")
     return csv
 
 
 def save_figure(fig, name: str, results_dir: str | Path = "results") -> Path:
     """Save a matplotlib figure as `figures/<name>.png` (fixed dpi, tight bounding box, no timestamp metadata)."""
     path = _dir(results_dir, "figures") / f"{name}.png"
-    fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight", metadata={"Software": None})
+    with cache.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=FIG_DPI, bbox_inches="tight", metadata={"Software": None})
     return path
 
 
@@ -98,5 +102,4 @@ def write_manifest(results_dir: str | Path, notebook: str, profile: str, seeds, 
     if extra:
         d.update(extra)
     path = _dir(results_dir, "manifest") / f"{notebook}.json"
-    path.write_text(json.dumps(d, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    return cache.atomic_write_text(path, json.dumps(d, indent=2, sort_keys=True, default=str) + "\n")

@@ -140,3 +140,67 @@ def test_run_grid_workers_match_sequential_and_share_models(tmp_path):
     assert sorted(set(zip(a.index.get_level_values(1), a.index.get_level_values(2)))) == [("rf_uc", 0), ("uc1", 1)]
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
     assert a.loc[("LAIN", "rf_uc", 0, "full")] != a.loc[("w/o adapters", "rf_uc", 0, "full")]
+
+
+_GRID = r"""
+import sys, torch
+from hoilib import runs
+from hoilib.config import ExperimentConfig
+from hoilib.models.clip_backbone import build_clip
+tmp = sys.argv[1]
+torch.manual_seed(0)
+torch.save({"model": build_clip("hoi-world-vit").state_dict()}, tmp + "/clip.pt")
+cfg = ExperimentConfig.from_preset("smoke").override({
+    "world.n_train": 24, "world.n_test": 12, "world.n_caption": 8, "clip.checkpoint": tmp + "/clip.pt",
+    "data.cache_dir": tmp + "/cache", "train.epochs": 500, "train.batch_size": 4, "train.num_threads": 1,
+    "model.adapter_dim": 8, "model.n_context_queries": 2})
+runs.run_grid(cfg, {"A": {}, "B": {"model.use_la": False}}, progress=False, workers=2)
+"""
+
+
+def _children(pid: int) -> list:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_grid_workers_end_with_their_parent(tmp_path):
+    """The process that runs a grid (a Jupyter kernel, in the study) is killed: its workers must not live on and keep
+    writing to the cache, and nothing they leave can be taken for a result."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _GRID, str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 180, []
+    while time.time() < deadline and not list((tmp_path / "cache").glob("runs/*/log.jsonl")):
+        time.sleep(0.5)
+    workers = [c for c in _children(proc.pid) if "spawn_main" in (Path("/proc") / str(c) / "cmdline").read_text()]
+    assert len(workers) == 2, workers
+    proc.send_signal(signal.SIGKILL)  # the parent alone: its workers are not in the signal
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    for d in (tmp_path / "cache" / "runs").iterdir():
+        names = {p.name for p in d.iterdir()}
+        assert not any(n.startswith(("metrics_", "predictions_")) for n in names)  # no result of a cut run
+        assert names - {"config.json", "checkpoint.pt", "log.jsonl"} == {n for n in names if ".tmp-" in n}
+        cache.sweep_stale(d)
+        assert not any(".tmp-" in p.name for p in d.iterdir())
