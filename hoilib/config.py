@@ -170,6 +170,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    split: str = "test"  # where runs are evaluated: "test" (reported tables) | "val" (every choice is made here)
     iou_rule: str = "official"  # "official" (>= 0.5) | "pocket" (> 0.5, UPT/LAIN)
     ap: str = "11p"  # "11p" (VOC-2007, HICO-DET toolkit) | "area" (all-point)
     known_object: bool = False
@@ -366,7 +367,7 @@ _CHECKS = {
     "train.grad_clip": _at_least(0.0), "train.seed": _at_least(0), "train.num_workers": _at_least(0),
     "train.device": _one_of("auto", "cpu", "cuda"), "train.max_train_images": _at_least(0),
     "train.log_every": _at_least(0), "train.num_threads": _at_least(0), "train.grid_workers": _at_least(1),
-    "eval.iou_rule": _one_of("official", "pocket"), "eval.ap": _one_of("11p", "area"),
+    "eval.split": _one_of("test", "val"), "eval.iou_rule": _one_of("official", "pocket"), "eval.ap": _one_of("11p", "area"),
     "eval.batch_size": _at_least(1),
 }
 

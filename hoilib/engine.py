@@ -289,7 +289,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
         eval_each_epoch: evaluate on the test split after every epoch, as the official code does; adds test_full,
             test_rare, test_non_rare, test_unseen, test_seen (mAP, %) to the epoch records. The RNG state is put back
             afterwards, so the trained weights are the same as without it.
-        test_data: a prebuilt test split for eval_each_epoch; default `build_dataset(cfg, "test")`.
+        test_data: a prebuilt evaluation split for eval_each_epoch; default `build_dataset(cfg, cfg.eval.split)`.
     Returns:
         dict(checkpoint=path, epochs, history=[per-epoch records], time_s (training wall time, all sessions),
         images_per_s, loss (last epoch's mean), config=resolved config dict).
@@ -437,7 +437,7 @@ def _evaluate_epoch(cfg: ExperimentConfig, model: nn.Module, test_data, info: Di
     (built on first use); leaves the RNG states and the model's mode as they were."""
     state = _rng_state()
     if test_data is None:
-        test_data = build_dataset(cfg, "test")
+        test_data = build_dataset(cfg, cfg.eval.split)
     pred = infer(cfg, model, progress=False, data=test_data)
     m = evaluate_run(cfg, pred, data=test_data) if info.is_main else None
     if info.enabled:
@@ -519,19 +519,20 @@ def load_trained_model(cfg: ExperimentConfig, checkpoint: str | Path, data=None)
         raise ValueError(f"{path}: not an engine checkpoint (keys {sorted(ck)[:6]})")
     _require_clip(cfg)
     if data is None:
-        data = build_dataset(cfg, "test")
+        data = build_dataset(cfg, cfg.eval.split)
     model = build_model(cfg, data.vocab, protocol_unseen=data.unseen)
     _load_trainable_state(model, ck["model"], str(path))
     return model
 
 
 @torch.no_grad()
-def infer(cfg: ExperimentConfig, checkpoint_or_model, split: str = "test", progress: bool = True, *,
+def infer(cfg: ExperimentConfig, checkpoint_or_model, split: str | None = None, progress: bool = True, *,
           data=None) -> dict:
     """Predictions of a trained model on a split, in the evaluator's format.
 
     Args:
         checkpoint_or_model: an engine checkpoint (file or run directory) or a model (nn.Module).
+        split: "train" | "val" | "test"; None = `cfg.eval.split` (where runs are evaluated).
         data: a prebuilt split (`HOISplit`); default `build_dataset(cfg, split)`.
     Returns:
         dict(image_index int64 [R] (position in the split's annotations), boxes_h float32 [R, 4], boxes_o
@@ -543,7 +544,7 @@ def infer(cfg: ExperimentConfig, checkpoint_or_model, split: str = "test", progr
     device = resolve_device(cfg, info)
     _set_threads(cfg)
     if data is None:
-        data = build_dataset(cfg, split)
+        data = build_dataset(cfg, split or cfg.eval.split)
     if isinstance(checkpoint_or_model, nn.Module):
         model = _unwrap(checkpoint_or_model)
     else:
@@ -592,13 +593,13 @@ def _np(x, dtype) -> np.ndarray:
 
 
 def evaluate_run(cfg: ExperimentConfig, predictions: dict, *, data=None) -> dict:
-    """mAP of predictions (the `infer` format) on the test split under cfg.eval.*.
+    """mAP of predictions (the `infer` format) on the split `cfg.eval.split` under cfg.eval.*.
 
     Returns the evaluator's `EvalResult.to_dict()`: full / rare / non_rare / unseen / seen mAP (percent; unseen and
     seen None for the "supervised" protocol) and per-class AP.
     """
     if data is None:
-        data = build_dataset(cfg, "test")
+        data = build_dataset(cfg, cfg.eval.split)
     unseen = np.asarray(data.unseen, np.int64)
     res = evaluate(data.annotations, predictions, rare=np.asarray(data.rare, np.int64),
                    unseen=unseen if unseen.size else None, iou_rule=cfg.eval.iou_rule, ap=cfg.eval.ap,

@@ -114,7 +114,7 @@ def run_experiment(cfg: ExperimentConfig, redo: bool = False, progress: bool = T
         out = engine.train(cfg, d, progress=progress, resume=True)
         train_time = float(out["time_s"])
 
-    test = build_dataset(cfg, "test")
+    test = build_dataset(cfg, cfg.eval.split)  # "test" for the reported tables, "val" for every choice
     model = engine.load_trained_model(cfg, d, data=test)
     t0 = time.perf_counter()
     pred = engine.infer(cfg, model, progress=progress, data=test)
@@ -321,7 +321,7 @@ def detection_quality_sweep(base: ExperimentConfig, variants: dict, seeds, level
             model, cfg = trained_model(base.override(overrides, {"train.seed": int(seed)}), progress=progress)
             for level in levels:
                 cl = cfg.override(scaled_detector(cfg, level))
-                test = build_dataset(cl, "test")
+                test = build_dataset(cl, cl.eval.split)
                 m = engine.evaluate_run(cl, engine.infer(cl, model, progress=progress, data=test), data=test)
                 for metric in ("unseen", "seen", "full"):
                     if m.get(metric) is not None:

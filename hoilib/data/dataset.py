@@ -15,7 +15,8 @@ from .annotations import HOIAnnotations
 from .detections import DetectionCache, DetectionCacheError
 from .hicodet import WHERE_FROM, detection_path, image_dir, load_hicodet
 from .images import ArrayImages, FileImages, ImageSource
-from .splits import filter_training, hicodet_protocol, hicodet_rare, rare_classes, seen_image_mask
+from .splits import (filter_training, hicodet_protocol, hicodet_rare, hicodet_val_filenames, rare_classes,
+                     seen_image_mask)
 from .vocab import Vocabulary, hicodet_vocabulary
 from .world import build_world
 
@@ -105,7 +106,8 @@ class HOISplit:
     dataset: the `HOIDataset`; vocab: the data set's `Vocabulary`; annotations: the dataset's annotations (training:
     after protocol filtering; test: unfiltered); unseen: unseen HOI classes of the protocol (empty for "supervised");
     rare: HOI classes with fewer than 10 pairs in the unfiltered training annotations (HICO-DET: the official 138);
-    kept_images: positions of the dataset's images in the unfiltered split (training filter; all for test).
+    kept_images: positions of the dataset's images in the unfiltered file's split (training filter and, on
+    HICO-DET, the held-out validation images; all for test).
     """
 
     dataset: HOIDataset
@@ -118,46 +120,58 @@ class HOISplit:
     kept_images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-def build_dataset(cfg, split: str) -> HOISplit:
-    """The "train" or "test" split of `cfg.data.dataset` under protocol `cfg.data.protocol`.
+SPLITS = ("train", "val", "test")
 
-    "world": generated (or loaded from the disk cache) by `hoilib.data.world.build_world(cfg)`.
-    "hicodet": `<cfg.data.hicodet_root>/instances_{split}2015.json`, images under
-    `hico_20160224_det/images/{split}2015`, detections from `cfg.data.detections_{split}` or
-    `<root>/detections_{split}2015.npz` (build one with `hoilib.data.detr_import`).
-    The training split is filtered by the protocol (`filter_training`); the test split never is.
+
+def build_dataset(cfg, split: str) -> HOISplit:
+    """The "train", "val" or "test" split of `cfg.data.dataset` under protocol `cfg.data.protocol`.
+
+    "world": generated (or loaded from the disk cache) by `hoilib.data.world.build_world(cfg)`; its validation split
+    is a split of its own (own random stream, disjoint from train and test).
+    "hicodet": `<cfg.data.hicodet_root>/instances_{train,test}2015.json`, images under
+    `hico_20160224_det/images/{train,test}2015`, detections from `cfg.data.detections_{train,test}` or
+    `<root>/detections_{train,test}2015.npz` (`python -m hoilib.detect`). Its validation split is the fixed list of
+    1,000 training images in `assets/hicodet_val.json` (`splits.hicodet_val_filenames`): held out from "train",
+    read from the training files.
+    The training split is filtered by the protocol (`filter_training`); the validation and test splits never are:
+    they are evaluated like the test set, unseen classes included.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     protocol = cfg.data.protocol
     if cfg.data.dataset == "world":
         world = build_world(cfg)
         vocab = world.vocab
-        ann = world.train if split == "train" else world.test
-        array = world.train_images if split == "train" else world.test_images
-        dets = world.det_train if split == "train" else world.det_test
+        ann, array, dets = getattr(world, split), getattr(world, f"{split}_images"), getattr(world, f"det_{split}")
         unseen = (np.zeros(0, np.int64) if protocol == "supervised"
                   else np.unique(np.asarray(world.protocols[protocol], np.int64)))
         rare = rare_classes(world.train)
+        positions = np.arange(ann.num_images)
 
         def images_for(kept):
             return ArrayImages(array, index=kept)
     elif cfg.data.dataset == "hicodet":
         root = Path(cfg.data.hicodet_root)
         vocab = hicodet_vocabulary()
-        ann, files = load_hicodet(root, split)
+        file_split = "test" if split == "test" else "train"
+        ann, files = load_hicodet(root, file_split)
         if not files.image_dir.is_dir():
-            raise FileNotFoundError(f"HICO-DET image folder not found: {image_dir(root, split)}. {WHERE_FROM}")
-        det_file = getattr(cfg.data, f"detections_{split}") or detection_path(root, split)
+            raise FileNotFoundError(f"HICO-DET image folder not found: {image_dir(root, file_split)}. {WHERE_FROM}")
+        det_file = getattr(cfg.data, f"detections_{file_split}") or detection_path(root, file_split)
         if not Path(det_file).is_file():
             raise FileNotFoundError(
                 f"detection cache not found: {det_file}. Cache the detections of a HICO-DET-fine-tuned DETR with "
-                f"hoilib.data.detr_import (cache_detections, or import_detection_dir for per-image JSON files), "
-                f"or set data.detections_{split}.")
+                f"`python -m hoilib.detect` (or import per-image JSON files with hoilib.data.import_detection_dir), "
+                f"or set data.detections_{file_split}.")
         dets = DetectionCache.load(det_file)
         unseen = hicodet_protocol(protocol)
         # The official list is what LAIN's evaluation reproduces from instances_train2015.json (< 10 pairs).
         rare = hicodet_rare() if ann.num_classes == 600 else np.zeros(0, np.int64)
+        positions = np.arange(ann.num_images)
+        if split != "test":  # the validation images are held out from training
+            is_val = np.isin(np.asarray(ann.filenames), hicodet_val_filenames())
+            positions = np.flatnonzero(is_val if split == "val" else ~is_val)
+            ann = ann.select_images(positions)
 
         def images_for(kept):
             return FileImages(files.image_dir, [files.filenames[k] for k in kept])
@@ -167,10 +181,10 @@ def build_dataset(cfg, split: str) -> HOISplit:
     # Training sees only the protocol's kept images; the detection cache of the unfiltered split still serves them,
     # because HOIDataset matches cache rows by file name.
     if split == "train":
-        kept = np.flatnonzero(seen_image_mask(ann, unseen))
+        kept = positions[seen_image_mask(ann, unseen)]
         ann = filter_training(ann, unseen)
     else:
-        kept = np.arange(ann.num_images)
+        kept = positions
     dataset = HOIDataset(ann, images_for(kept), dets, skip_empty=True)
     return HOISplit(dataset=dataset, vocab=vocab, annotations=ann, unseen=unseen, rare=rare, split=split,
                     protocol=protocol, kept_images=kept)

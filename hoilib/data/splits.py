@@ -47,6 +47,13 @@ def hicodet_protocol(name: str) -> np.ndarray:
     return np.unique(np.asarray(_zero_shot_splits()[key], np.int64))
 
 
+@lru_cache(maxsize=1)
+def hicodet_val_filenames() -> tuple:
+    """File names of the real path's validation split: 1,000 HICO-DET training images held out from training
+    (`assets/hicodet_val.json`, drawn once with a fixed seed; see its `_doc`)."""
+    return tuple(json.loads((ASSETS / "hicodet_val.json").read_text())["filenames"])
+
+
 def hicodet_protocols() -> dict:
     """All HICO-DET zero-shot protocols: {name: unseen classes}, in the order of `HICODET_PROTOCOL_KEYS`."""
     return {name: hicodet_protocol(name) for name in HICODET_PROTOCOL_KEYS}

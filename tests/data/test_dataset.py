@@ -124,6 +124,23 @@ def test_build_dataset_hicodet_train_is_filtered():
     assert split.dataset[0]["gt"]["hoi"].tolist() == [18]
 
 
+def test_hicodet_validation_images_are_held_out_from_training(monkeypatch):
+    """The real path's validation split: training images of a fixed list, never trained on, not protocol-filtered."""
+    val = ("HICO_train2015_00000002.jpg", "HICO_train2015_00000004.jpg", "HICO_train2015_00009999.jpg")
+    monkeypatch.setattr("hoilib.data.dataset.hicodet_val_filenames", lambda: val)
+    train, valid = build_dataset(_cfg(), "train"), build_dataset(_cfg(), "val")
+    assert valid.annotations.filenames == list(val[:2])  # a listed name absent from the file is ignored
+    assert not set(train.annotations.filenames) & set(val)
+    assert valid.kept_images.tolist() == [1, 3] and 1 not in train.kept_images and 3 not in train.kept_images
+    assert sorted(valid.annotations.hoi.tolist()) == [22, 89, 297, 297]  # the unseen class 22 stays in validation
+    assert [valid.dataset[i]["filename"] for i in range(len(valid.dataset))] == list(val[:2])
+    assert len(train.dataset) + len(valid.dataset) == 7  # every image with pairs (one of the 8 is empty)
+    from hoilib.data.splits import hicodet_val_filenames
+
+    real = hicodet_val_filenames.__wrapped__()
+    assert len(real) == len(set(real)) == 1000 and all(f.startswith("HICO_train2015_") for f in real)
+
+
 def test_build_dataset_hicodet_test_and_supervised():
     test = build_dataset(_cfg(), "test")
     assert test.annotations.num_images == 5 and test.annotations.num_pairs == 9  # unfiltered
@@ -140,7 +157,8 @@ def test_build_dataset_hicodet_paths(tmp_path):
     shutil.copytree(FIX, root)
     moved = tmp_path / "elsewhere.npz"
     (root / "detections_test2015.npz").rename(moved)
-    with pytest.raises(FileNotFoundError, match=r"detection cache not found: .*detections_test2015.npz.*detr_import"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"detection cache not found: .*detections_test2015.npz.*python -m hoilib.detect"):
         build_dataset(_cfg(root), "test")
     split = build_dataset(_cfg(root, **{"data.detections_test": str(moved)}), "test")
     assert len(split.dataset) == 4 and split.dataset.detections.source == str(moved)
@@ -149,8 +167,10 @@ def test_build_dataset_hicodet_paths(tmp_path):
         build_dataset(_cfg(root), "train")
     with pytest.raises(FileNotFoundError, match="HICO-DET annotation file not found"):
         build_dataset(_cfg(tmp_path / "empty"), "test")
-    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
-        build_dataset(_cfg(root), "val")
+    with pytest.raises(FileNotFoundError, match=r"HICO-DET image folder not found: .*images/train2015"):
+        build_dataset(_cfg(root), "val")  # the validation images are training images
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val', 'test'\)"):
+        build_dataset(_cfg(root), "valid")
 
 
 # ---- build_dataset: the built-in world (when its module exists) ---------------------------------------------------
