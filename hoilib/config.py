@@ -29,7 +29,7 @@ PROTOCOLS = ("rf_uc", "nf_uc", "uo", "uv", "uc0", "uc1", "uc2", "uc3", "uc4", "s
 #
 # Inference only: changes the predictions or metrics of a trained model, never its weights; a sweep over them
 # re-runs inference on the cached training run (`hoilib.runs`).
-INFERENCE_ONLY = ("model.lambda_test", "model.zs_topk", "eval", "data.detections_test")
+INFERENCE_ONLY = ("model.lambda_test", "model.zs_topk", "model.zs_rule", "eval", "data.detections_test")
 # Speed only: decides where and how fast a computation runs, never a number; left out of every cache key.
 SPEED_ONLY = ("train.device", "train.num_workers", "train.grid_workers", "model.kernel_impl", "eval.batch_size")
 # Labels and places: names a run or says where files are; the content behind a path enters the keys instead
@@ -144,6 +144,10 @@ class ModelConfig:
     use_verb_classifier: bool = False  # visual-semantic-arithmetic verb classifier + verb adapter
     verb_alpha: float = 0.5  # S = S_inter + alpha * S_v (HOICLIP Tab. 7 best: 0.5)
     zs_topk: int = 0  # training-free enhancement: keep top-K global CLIP HOI scores (HOICLIP best: 10); 0 = off
+    # how the kept scores enter the final score: "hoiclip" (HOICLIP's rule: (sigmoid(logit) + sigmoid(zs)) * prior,
+    # probability space, sigmoid(0) = 0.5 added for the classes outside the top K too) | "logit"
+    # (sigmoid(logit + zs) * prior, about exp(s) ~ 14x weaker than HOICLIP's)
+    zs_rule: str = "hoiclip"
     verb_classifier_trainable: bool = True  # HOICLIP trains its verb_projection (initialised at E_v); False = fixed E_v
     kernel_impl: str = "auto"  # "auto" | "triton" | "torch"
 
@@ -166,6 +170,16 @@ class TrainConfig:
     log_every: int = 20  # training steps between JSON-lines log records (epoch summaries are always logged)
     num_threads: int = 0  # torch CPU threads for train/infer (0 = every core); in the run's cache key
     grid_workers: int = 1  # run_grid: experiments trained side by side, one process each (CPU tables)
+    # Training augmentation (official LAIN, lain-reference §2), applied to each training image and, with it, to the
+    # boxes of its cached detections and of its ground truth. The official code re-runs DETR on the augmented
+    # image; here the cached detection boxes are transformed instead. Randomness comes from (seed, epoch, image
+    # index) only, so two runs with the same seed see the same augmented images. Defaults are the official ones.
+    augment_flip: bool = True  # RandomHorizontalFlip (p = 0.5)
+    augment_color: float = 0.4  # ColorJitter strength for brightness, contrast and saturation; 0 = off
+    # random crop: width and height each a fraction in [min, max] of the image's, taken for half of the images (the
+    # official RandomSizeCrop branch; its crops span about 0.5-1.0 of HICO-DET images); (1.0, 1.0) = off. The
+    # official multi-scale resize has no counterpart: it only rescales DETR's input, and CLIP's is resized to S x S.
+    augment_scale: tuple = (0.5, 1.0)
 
 
 @dataclass
@@ -326,6 +340,12 @@ def _odd_kernels(v):
     return None
 
 
+def _crop_range(v):
+    if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+        return "must be 2 numbers (min, max)"
+    return None if 0 < v[0] <= v[1] <= 1 else "must satisfy 0 < min <= max <= 1"
+
+
 def _rgb(positive: bool):
     def check(v):
         if len(v) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
@@ -361,9 +381,11 @@ _CHECKS = {
     "model.focal_alpha": _between(0.0, 1.0), "model.focal_gamma": _at_least(0.0),
     "model.lambda_train": _at_least(0.0), "model.lambda_test": _at_least(0.0),
     "model.fg_iou": _between(0.0, 1.0, open_lo=True), "model.verb_alpha": _at_least(0.0),
-    "model.zs_topk": _at_least(0), "model.kernel_impl": _one_of("auto", "triton", "torch"),
+    "model.zs_topk": _at_least(0), "model.zs_rule": _one_of("hoiclip", "logit"),
+    "model.kernel_impl": _one_of("auto", "triton", "torch"),
     "train.epochs": _at_least(1), "train.batch_size": _at_least(1), "train.lr": _positive,
     "train.weight_decay": _at_least(0.0), "train.lr_step": _at_least(1), "train.lr_gamma": _between(0.0, 1.0, True),
+    "train.augment_color": _between(0.0, 1.0), "train.augment_scale": _crop_range,
     "train.grad_clip": _at_least(0.0), "train.seed": _at_least(0), "train.num_workers": _at_least(0),
     "train.device": _one_of("auto", "cpu", "cuda"), "train.max_train_images": _at_least(0),
     "train.log_every": _at_least(0), "train.num_threads": _at_least(0), "train.grid_workers": _at_least(1),

@@ -15,6 +15,13 @@ Reproducibility. The data order of epoch e is `randperm(n, seed=train.seed + e)`
 with one or several replicas), and the checkpoint holds the RNG states of every process, so resuming after an
 interruption gives the same weights as an uninterrupted run, and a fixed seed gives identical numbers on the CPU.
 
+Common random numbers. Runs compared with the same seed (LAIN and an ablation) share their randomness wherever
+they share a part: `build_model` draws each module's initial weights from the module's own stream and leaves the
+global generator alone; the global generators are seeded after the model is built and prepared; the batches come
+from the seeded sampler; the training augmentation of an image depends only on (train.seed, epoch, image index)
+(`Collator`, `data.augment`); and the model draws the same amount from the global generator on every training
+step whatever its modules (its dropout has per-module streams, see `hoilib.models.build_model`).
+
 Several processes. Launched by `torchrun` (WORLD_SIZE > 1), `train` wraps the model in DistributedDataParallel
 (gloo on CPU, nccl on CUDA); each process takes every W-th image of the epoch's permutation, so the union of one
 step's batches is the single-process batch of W x batch_size images; the model's loss is normalised by the number
@@ -38,6 +45,7 @@ from tqdm.auto import tqdm
 
 from hoilib import cache
 from hoilib.config import ExperimentConfig
+from hoilib.data.augment import Augmentation
 from hoilib.data.dataset import build_dataset
 from hoilib.eval import evaluate
 from hoilib.models import build_model
@@ -181,35 +189,47 @@ class Collator:
         preprocess: the model's `preprocess(list of uint8 [H, W, 3]) -> [B, 3, S, S]`; None leaves `images` a list of
             uint8 arrays for `Batch.preprocessed` in the main process (DataLoader workers must not touch CUDA).
         image_size: S.
+        augment: training augmentation (`data.augment.Augmentation`) or None (inference: never augmented). It is
+            applied to each item's image and boxes before the rescaling, with the randomness of (seed, `epoch`, item
+            index); `orig_sizes` are then the augmented images' sizes. Set `epoch` before each epoch.
     """
 
-    def __init__(self, preprocess, image_size: int):
+    def __init__(self, preprocess, image_size: int, augment: Augmentation | None = None):
         self.preprocess = preprocess
         self.image_size = int(image_size)
+        self.augment = augment if augment is not None and augment.active else None
+        self.epoch = 0
 
     def __call__(self, items: list) -> Batch:
         s = float(self.image_size)
-        dets, targets, sizes = [], [], []
+        dets, targets, sizes, images = [], [], [], []
         for it in items:
-            w, h = it["size"]
-            scale = torch.tensor([s / w, s / h, s / w, s / h], dtype=torch.float32)
-            d = it["dets"]
+            d, g, image = it["dets"], it["gt"], it["image"]
             if d is None:
                 raise ValueError(f"{it['filename']}: no detections; the two-stage model needs a detection cache")
-            dets.append(dict(
-                boxes=torch.as_tensor(np.asarray(d.boxes, np.float32)).reshape(-1, 4) * scale,
-                scores=torch.as_tensor(np.asarray(d.scores, np.float32)),
-                labels=torch.as_tensor(np.asarray(d.labels, np.int64)),
-                feats=None if d.feats is None else torch.as_tensor(np.asarray(d.feats, np.float32))))
-            g = it["gt"]
-            targets.append(dict(
-                boxes_h=torch.as_tensor(np.asarray(g["boxes_h"], np.float32)).reshape(-1, 4) * scale,
-                boxes_o=torch.as_tensor(np.asarray(g["boxes_o"], np.float32)).reshape(-1, 4) * scale,
-                verb=torch.as_tensor(np.asarray(g["verb"], np.int64)),
-                object=torch.as_tensor(np.asarray(g["object"], np.int64)),
-                hoi=torch.as_tensor(np.asarray(g["hoi"], np.int64))))
+            det = dict(boxes=np.asarray(d.boxes, np.float32).reshape(-1, 4), scores=np.asarray(d.scores, np.float32),
+                       labels=np.asarray(d.labels, np.int64),
+                       feats=None if d.feats is None else np.asarray(d.feats, np.float32))
+            gt = dict(boxes_h=np.asarray(g["boxes_h"], np.float32).reshape(-1, 4),
+                      boxes_o=np.asarray(g["boxes_o"], np.float32).reshape(-1, 4),
+                      **{k: np.asarray(g[k], np.int64) for k in ("verb", "object", "hoi")})
+            w, h = it["size"]
+            if self.augment is not None:
+                a = self.augment(image, det["boxes"], gt["boxes_h"], gt["boxes_o"], self.epoch, int(it["index"]))
+                image, (w, h) = a["image"], a["size"]
+                det = {k: (v if v is None or k == "boxes" else v[a["det_keep"]]) for k, v in det.items()}
+                det["boxes"] = a["det_boxes"]
+                gt = {k: v[a["gt_keep"]] for k, v in gt.items()}
+                gt["boxes_h"], gt["boxes_o"] = a["gt_boxes_h"], a["gt_boxes_o"]
+            scale = torch.tensor([s / w, s / h, s / w, s / h], dtype=torch.float32)
+            dets.append(dict(boxes=torch.as_tensor(det["boxes"]) * scale, scores=torch.as_tensor(det["scores"]),
+                             labels=torch.as_tensor(det["labels"]),
+                             feats=None if det["feats"] is None else torch.as_tensor(det["feats"])))
+            targets.append(dict(boxes_h=torch.as_tensor(gt["boxes_h"]) * scale,
+                                boxes_o=torch.as_tensor(gt["boxes_o"]) * scale,
+                                **{k: torch.as_tensor(gt[k]) for k in ("verb", "object", "hoi")}))
             sizes.append((int(w), int(h)))
-        images = [it["image"] for it in items]
+            images.append(image)
         if self.preprocess is not None:
             images = self.preprocess(images)
         return Batch(images, dets, targets, sizes, [int(it.get("image_index", it["index"])) for it in items])
@@ -314,15 +334,15 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
         dataset = torch.utils.data.Subset(dataset, range(cfg.train.max_train_images))
     seen = seen_class_mask(data.vocab.num_classes, data.unseen).to(device)
 
-    _seed_all(cfg.train.seed + info.rank)  # official: seed 66 + rank
     if model is None:
         _require_clip(cfg)
-        model = build_model(cfg, data.vocab, protocol_unseen=data.unseen)
-    # Training randomness (dropout, workers) starts from the seed whether or not the model was built here.
-    _seed_all(cfg.train.seed + info.rank)
+        model = build_model(cfg, data.vocab, protocol_unseen=data.unseen)  # leaves the global RNG untouched
     resuming = resume and ckpt_path.is_file()
     if hasattr(model, "prepare") and not resuming:  # e.g. HOICLIP's E_v from the training images (a resume loads it)
         model.prepare(dataset, progress=show)
+    # Training randomness (dropout, workers) starts from the seed whatever happened before: whether the model was
+    # built here, and whatever its preparation drew, so that every arm of a comparison starts from the same state.
+    _seed_all(cfg.train.seed + info.rank)  # official: seed 66 + rank
     model.to(device)
     named = _trainable_named(model)
     params = [p for _, p in named]
@@ -363,7 +383,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
         drop_last=True)
     # model.preprocess puts its output on the model's device: in DataLoader workers only on the CPU
     in_workers = cfg.train.num_workers == 0 or device.type == "cpu"
-    collate = Collator(core.preprocess if in_workers else None, core.image_size)
+    augment = Augmentation(flip=cfg.train.augment_flip, color=cfg.train.augment_color,
+                           scale=tuple(cfg.train.augment_scale), seed=cfg.train.seed)
+    collate = Collator(core.preprocess if in_workers else None, core.image_size, augment=augment)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler,
                                          collate_fn=collate, num_workers=cfg.train.num_workers,
                                          drop_last=cfg.train.drop_last, pin_memory=device.type == "cuda")
@@ -376,6 +398,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
                unit="step", dynamic_ncols=True)
     for epoch in range(start_epoch, epochs):
         sampler.set_epoch(epoch)
+        collate.epoch = epoch  # read by the workers, which start with each epoch's iterator
         model.train()
         t0 = time.perf_counter()
         sums, n_img, t_last, n_last = {}, 0, t0, 0

@@ -69,6 +69,9 @@ def test_config_fields_enter_the_keys_by_role():
         "model.lambda_test": (1.0, {"predictions"}),
         "eval.ap": ("area", {"predictions"}),
         "model.zs_topk": (5, {"predictions"}),
+        "model.zs_rule": ("logit", {"predictions"}),
+        "train.augment_flip": (False, {"run"}),
+        "train.augment_scale": ([0.8, 1.0], {"run"}),
         "train.grid_workers": (4, set()),  # speed only
         "eval.batch_size": (3, set()),
         "model.kernel_impl": ("torch", set()),

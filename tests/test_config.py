@@ -38,6 +38,8 @@ def test_unknown_preset_lists_the_known_ones():
 def test_every_field_has_one_role():
     roles = ExperimentConfig().roles()
     assert roles["model.lambda_test"] == roles["eval.ap"] == roles["data.detections_test"] == "inference"
+    assert roles["model.zs_topk"] == roles["model.zs_rule"] == "inference"
+    assert roles["train.augment_flip"] == roles["train.augment_color"] == roles["train.augment_scale"] == "result"
     assert roles["train.grid_workers"] == roles["model.kernel_impl"] == roles["eval.batch_size"] == "speed"
     assert roles["clip.checkpoint"] == roles["data.cache_dir"] == roles["name"] == "label"
     # thread counts change the bits of CPU results: they are result fields (in the cache keys)
@@ -69,6 +71,10 @@ def _keys(d, prefix=""):
     ({"model.gamma_init": float("nan")}, "model.gamma_init must be a finite number"),
     ({"train.lr": 0.0}, "train.lr must be > 0"),
     ({"eval.batch_size": 0}, "eval.batch_size must be >= 1"),
+    ({"model.zs_rule": "sum"}, r"model.zs_rule must be one of \('hoiclip', 'logit'\), got 'sum'"),
+    ({"train.augment_scale": [0.8, 0.5]}, r"train.augment_scale must satisfy 0 < min <= max <= 1"),
+    ({"train.augment_scale": [0.5]}, r"train.augment_scale must be 2 numbers \(min, max\)"),
+    ({"train.augment_color": 1.5}, r"train.augment_color must be in \[0.0, 1.0\]"),
 ])
 def test_out_of_range_values_name_the_field(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -84,3 +90,14 @@ def test_construction_and_direct_edits_are_validated():
         cfg.validate()
     for preset in ("smoke", "default", "hicodet"):
         ExperimentConfig.from_preset(preset).validate()
+
+
+def test_augmentation_defaults_are_official_and_the_world_presets_switch_it_off():
+    t = ExperimentConfig().train
+    assert (t.augment_flip, t.augment_color, tuple(t.augment_scale)) == (True, 0.4, (0.5, 1.0))
+    t = ExperimentConfig.from_preset("hicodet").train
+    assert (t.augment_flip, t.augment_color, tuple(t.augment_scale)) == (True, 0.4, (0.5, 1.0))
+    for preset in ("smoke", "default"):
+        t = ExperimentConfig.from_preset(preset).train
+        assert (t.augment_flip, t.augment_color, tuple(t.augment_scale)) == (False, 0.0, (1.0, 1.0)), preset
+    assert ExperimentConfig().model.zs_rule == "hoiclip"

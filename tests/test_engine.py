@@ -49,6 +49,37 @@ def test_collate_rescales_boxes_to_clip_frame(split):
     assert b.image_index == [items[0]["image_index"], items[1]["image_index"]]
 
 
+def test_collate_augments_training_items_consistently(split):
+    from hoilib.data.augment import Augmentation, item_rng, augment_sample
+
+    aug = Augmentation(flip=True, color=0.4, scale=(0.3, 0.6), seed=4)
+    col = engine.Collator(None, 32, augment=aug)
+    items = [split.dataset[i] for i in range(len(split.dataset))]
+    col.epoch = 2
+    b = col(items)
+    assert b.image_index == [it["image_index"] for it in items]
+    dropped = 0
+    for it, img, size, det, tgt in zip(items, b.images, b.orig_sizes, b.detections, b.targets):
+        ref = augment_sample(it["image"], it["dets"].boxes, it["gt"]["boxes_h"], it["gt"]["boxes_o"],
+                             item_rng(4, 2, it["index"]), flip=True, color=0.4, scale=(0.3, 0.6))
+        assert np.array_equal(img, ref["image"]) and size == ref["size"]
+        w, h = size
+        scale = np.array([32 / w, 32 / h, 32 / w, 32 / h], np.float32)
+        np.testing.assert_allclose(det["boxes"].numpy(), ref["det_boxes"] * scale, rtol=1e-6)
+        # scores and labels lose the rows of the dropped boxes, the ground truth its dropped pairs
+        assert torch.equal(det["scores"], torch.as_tensor(it["dets"].scores[ref["det_keep"]]))
+        assert torch.equal(det["labels"], torch.as_tensor(it["dets"].labels[ref["det_keep"]]))
+        np.testing.assert_allclose(tgt["boxes_o"].numpy(), ref["gt_boxes_o"] * scale, rtol=1e-6)
+        assert torch.equal(tgt["verb"], torch.as_tensor(it["gt"]["verb"][ref["gt_keep"]]))
+        dropped += int((~ref["det_keep"]).sum() + (~ref["gt_keep"]).sum())
+    assert dropped > 0 and any(s != (48, 40) for s in b.orig_sizes)
+    col.epoch = 3  # another epoch, other augmentations
+    assert any(not np.array_equal(x, y) for x, y in zip(col(items).images, b.images))
+    # Inference never augments: a Collator without it (or with everything off) gives the plain batch.
+    off = engine.Collator(None, 32, augment=Augmentation(flip=False, color=0.0, scale=(1.0, 1.0)))
+    assert off.augment is None and all(np.array_equal(x, it["image"]) for x, it in zip(off(items).images, items))
+
+
 def test_seen_class_mask():
     m = engine.seen_class_mask(6, [1, 4])
     assert m.tolist() == [True, False, True, True, False, True]
@@ -101,7 +132,9 @@ def test_train_writes_checkpoint_and_log(tmp_path, split):
 
 
 def test_training_reduces_the_loss(tmp_path, split):
-    out, _ = _train(_cfg(tmp_path, **{"train.epochs": 6, "train.lr_step": 10}), tmp_path / "run", split)
+    # Without augmentation (on by default): the same images every epoch, so the loss must come down quickly.
+    off = {"train.augment_flip": False, "train.augment_color": 0.0, "train.augment_scale": [1.0, 1.0]}
+    out, _ = _train(_cfg(tmp_path, **{"train.epochs": 6, "train.lr_step": 10}, **off), tmp_path / "run", split)
     losses = [h["loss"] for h in out["history"]]
     assert losses[-1] < 0.8 * losses[0], losses
 

@@ -139,7 +139,10 @@ def test_run_grid_workers_match_sequential_and_share_models(tmp_path):
     assert list(a.index.unique("protocol")) == ["rf_uc", "uc1"]
     assert sorted(set(zip(a.index.get_level_values(1), a.index.get_level_values(2)))) == [("rf_uc", 0), ("uc1", 1)]
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
-    assert a.loc[("LAIN", "rf_uc", 0, "full")] != a.loc[("w/o adapters", "rf_uc", 0, "full")]
+    # The variants are different runs (four run folders above); LAIN and "w/o adapters" (here IA only) start from
+    # the same weights for what they share, so after six steps with gammas near 1e-9 they may score alike, while
+    # the inference-only top-K (HOICLIP's rule) changes the scores of the same trained model.
+    assert a.loc[("LAIN K=5", "rf_uc", 0, "full")] != a.loc[("LAIN", "rf_uc", 0, "full")]
 
 
 _GRID = r"""
@@ -187,6 +190,7 @@ def test_grid_workers_end_with_their_parent(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-c", _GRID, str(tmp_path)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+
     def workers():
         return [c for c in _children(proc.pid) if "spawn_main" in (Path("/proc") / str(c) / "cmdline").read_text()]
 

@@ -1,5 +1,6 @@
 """HOICLIP's components on top of LAIN (HOICLIP, CVPR 2023, §3.3-3.5; code: Artanic30/HOICLIP): all of them live
-here, and LAIN calls them (`add_verb_scores`, `zs_for_pairs`, `zero_shot_topk`, `fit_verb_classifier`).
+here, and LAIN calls them (`add_verb_scores`, `zs_for_pairs`, `zero_shot_topk`, `final_scores`,
+`fit_verb_classifier`).
 
 1. Verb classifier from visual semantic arithmetic (§3.3, eqs. 11-14). Every training HOI instance is cropped
    to the smallest box covering human and object, every object instance to its box; both are encoded with the
@@ -12,8 +13,12 @@ here, and LAIN calls them (`add_verb_scores`, `zs_for_pairs`, `zero_shot_topk`, 
    S_v = scale * cos(O_verb, E_v); the classifier weights start at E_v and train, as HOICLIP's `verb_projection`
    does (`trainable=False` keeps them fixed). Logits = S_inter + alpha * S_v (eq. 19).
 3. Training-free enhancement (§3.4, eq. 17): S_zs = TopK(cos(V_g, E_inter)) of the global CLIP image embedding
-   against the (frozen, context-free) HOI prompts; the kept K scores are added at inference to the logits of the
-   matching (detected object, verb) entries, the others add nothing. K = 0 disables it.
+   against the (frozen, context-free) HOI prompts, the other classes' scores set to 0. HOICLIP's code adds
+   sigmoid(S_zs) to the HOI probabilities (so sigmoid(0) = 0.5 is added for the classes outside the top K too):
+       score = (sigmoid(logit) + sigmoid(S_zs)) * prior                           (rule "hoiclip", the default)
+   The other rule adds the raw score to the logit, sigmoid(logit + S_zs) * prior ("logit"); with logits that are
+   cosines times exp(s) ~ 14, the enhancement is then about exp(s) times weaker. Inference only; K = 0 disables it
+   under either rule (`final_scores`).
 """
 from __future__ import annotations
 
@@ -97,6 +102,30 @@ def zero_shot_topk(image_emb: Tensor, hoi_text: Tensor, k: int) -> Tensor:
     k = min(k, s.shape[1])
     top = s.topk(k, dim=1).indices
     return torch.zeros_like(s).scatter(1, top, s.gather(1, top))
+
+
+ZS_RULES = ("hoiclip", "logit")
+
+
+def final_scores(logits: Tensor, prior: Tensor, zs: Tensor | None = None, rule: str = "hoiclip") -> Tensor:
+    """The detection scores of (pair, class) entries: sigmoid(logit) * prior, with HOICLIP's training-free scores
+    when given.
+
+    Args:
+        logits, prior: the entries' logits and detector priors (s_h^lambda * s_o^lambda); any shape, the same.
+        zs: the entries' training-free scores (top-K masked cosines, 0 outside the top K; `zs_for_pairs`), same shape,
+            or None (enhancement off).
+        rule: "hoiclip": (sigmoid(logit) + sigmoid(zs)) * prior; "logit": sigmoid(logit + zs) * prior.
+    """
+    if rule not in ZS_RULES:
+        raise ValueError(f"zero-shot rule must be one of {ZS_RULES}, got {rule!r}")
+    if zs is None:
+        return torch.sigmoid(logits) * prior
+    if zs.shape != logits.shape:
+        raise ValueError(f"zero-shot scores {tuple(zs.shape)} and logits {tuple(logits.shape)} differ in shape")
+    if rule == "hoiclip":
+        return (torch.sigmoid(logits) + torch.sigmoid(zs)) * prior
+    return torch.sigmoid(logits + zs) * prior
 
 
 def add_verb_scores(logits: Tensor, verb_scores: Tensor, alpha: float, hoi_verb: Tensor | None = None) -> Tensor:

@@ -48,7 +48,8 @@ class LAIN(nn.Module):
         nms_thresh, box_score_thresh, min_instances, max_instances: detection filtering.
         focal_alpha, focal_gamma, fg_iou, lambda_train, lambda_test: loss and scoring.
         image_mean, image_std: input normalisation.
-        verb_head: `VerbClassifierHead` or None; verb_alpha: weight of S_v; zs_topk: training-free top-K.
+        verb_head: `VerbClassifierHead` or None; verb_alpha: weight of S_v; zs_topk: training-free top-K;
+            zs_rule: how its scores enter the final score ("hoiclip" | "logit", `hoiclip.final_scores`).
         text_encoder: the `FrozenTextEncoder` (for HOICLIP's frozen prompt embeddings).
     """
 
@@ -60,7 +61,7 @@ class LAIN(nn.Module):
                  focal_alpha: float = 0.5, focal_gamma: float = 0.2, fg_iou: float = 0.5,
                  lambda_train: float = 1.0, lambda_test: float = 2.8, image_mean=(0.485, 0.456, 0.406),
                  image_std=(0.229, 0.224, 0.225), verb_head: VerbClassifierHead | None = None,
-                 verb_alpha: float = 0.5, zs_topk: int = 0):
+                 verb_alpha: float = 0.5, zs_topk: int = 0, zs_rule: str = "hoiclip"):
         super().__init__()
         check_vision_tower(clip)
         vis = clip.visual
@@ -98,6 +99,9 @@ class LAIN(nn.Module):
         self.lambda_train, self.lambda_test = lambda_train, lambda_test
         self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
         self.verb_head, self.verb_alpha, self.zs_topk = verb_head, verb_alpha, zs_topk
+        if zs_rule not in hoiclip.ZS_RULES:
+            raise ValueError(f"zs_rule must be one of {hoiclip.ZS_RULES}, got {zs_rule!r}")
+        self.zs_rule = zs_rule
 
         # Class bookkeeping (derived from the vocabulary, not saved).
         ov = torch.as_tensor(vocab.object_verb_to_hoi)  # [O, V], -1 = not a class
@@ -212,7 +216,8 @@ class LAIN(nn.Module):
             B dicts: boxes [K', 4] (kept, S frame), scores [K'], labels [K'], pairs [P, 2] (human, object indices
             into the kept boxes), logits [P, T] (T = verbs, or HOI classes in "hoi" text mode), prior [P, T]
             (s_h^lam * s_o^lam on valid (object, class) entries; lam = lambda_train in training mode, else
-            lambda_test).
+            lambda_test); in eval mode with zs_topk > 0 also zs [P, T], HOICLIP's training-free scores of the
+            entries (`hoiclip.zs_for_pairs`), which `postprocess` combines with the logits.
         """
         s = self._size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, s, s):
@@ -238,13 +243,13 @@ class LAIN(nn.Module):
                 if self.verb_head is not None:
                     logits = hoiclip.add_verb_scores(logits, scale * self.verb_head(o), self.verb_alpha,
                                                      None if self.text_mode == "verb" else self.hoi_verb)
-                if zs is not None:
-                    logits = logits + hoiclip.zs_for_pairs(zs[b], k["labels"][pairs[:, 1]], self.ov_to_hoi,
-                                                           self.hoi_object, self.text_mode)
             else:
                 logits = images.new_zeros(0, self.num_targets)
             outputs.append(dict(boxes=k["boxes"], scores=k["scores"], labels=k["labels"], pairs=pairs,
                                 logits=logits, prior=self._prior(k["scores"], k["labels"], pairs, valid, lam)))
+            if zs is not None:
+                outputs[-1]["zs"] = hoiclip.zs_for_pairs(zs[b], k["labels"][pairs[:, 1]], self.ov_to_hoi,
+                                                         self.hoi_object, self.text_mode)
         return outputs
 
     def _select(self, d: dict) -> dict:
@@ -417,8 +422,9 @@ class LAIN(nn.Module):
             outputs: the forward's output; orig_sizes: B (W, H) of the original images.
         Returns:
             B dicts of numpy arrays: boxes_h, boxes_o [R, 4] float32 (continuous xyxy, original pixels), hoi [R]
-            int64, score [R] float32 = sigmoid(logit) * s_h^lambda_test * s_o^lambda_test, one row per (pair, class)
-            entry valid for the detected object (verbs map to HOIs through (object, verb)).
+            int64, score [R] float32 = sigmoid(logit) * s_h^lambda_test * s_o^lambda_test (with HOICLIP's
+            training-free scores, when the outputs hold them, by `zs_rule`: `hoiclip.final_scores`), one row per
+            (pair, class) entry valid for the detected object (verbs map to HOIs through (object, verb)).
         """
         if len(outputs) != len(orig_sizes):
             raise ValueError(f"{len(outputs)} outputs but {len(orig_sizes)} image sizes")
@@ -427,7 +433,9 @@ class LAIN(nn.Module):
             pairs = out["pairs"]
             prior = self._prior(out["scores"], out["labels"], pairs, self.valid_all, self.lambda_test)
             p, t = torch.nonzero(prior).unbind(1)
-            score = torch.sigmoid(out["logits"][p, t].float()) * prior[p, t]
+            zs = out.get("zs")
+            score = hoiclip.final_scores(out["logits"][p, t].float(), prior[p, t],
+                                         None if zs is None else zs[p, t].float(), self.zs_rule)
             objects = out["labels"][pairs[p, 1]]
             hoi = t if self.text_mode == "hoi" else self.ov_to_hoi[objects, t]
             boxes = scale_boxes(out["boxes"].float(), (self._size, self._size), tuple(wh))
