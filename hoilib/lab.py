@@ -70,8 +70,8 @@ class StoredOutputs:
     image with each HOI prompt; box_score [K], box_label [K], boxes [K, 4] (kept boxes, original-image pixels);
     pairs: [P, 2] (human, object) rows of the kept boxes; pair_image: [P] image position in the split's annotations;
     pair_row: [P] dataset row of the pair's image (row of zs_cos); valid: [O, T] bool (object, class) validity;
-    ov_to_hoi: [O, V] or None (HOI text mode); hoi_object, hoi_verb: [C]; settings: the run's own
-    lambda_test, verb_alpha, zs_topk and whether it has a verb head.
+    ov_to_hoi: [O, V] or None (HOI text mode); hoi_object, hoi_verb: [C]; settings: the run's own lambda_test,
+    verb_alpha and zs_topk, and its logit scale exp(s) (already applied to s_inter and s_verb).
     """
 
     scales: tuple
@@ -227,7 +227,7 @@ def store_outputs(cfg: ExperimentConfig, model: LAIN, test, scales=GAMMA_SCALES,
         valid=model.valid_all.cpu(), ov_to_hoi=model.ov_to_hoi.cpu() if model.text_mode == "verb" else None,
         hoi_object=model.hoi_object.cpu(), hoi_verb=model.hoi_verb.cpu(),
         settings=dict(lambda_test=float(model.lambda_test), verb_alpha=float(model.verb_alpha),
-                      zs_topk=int(model.zs_topk)))
+                      zs_topk=int(model.zs_topk), logit_scale=float(scale)))
 
 
 def _progress(it, show: bool, desc: str):

@@ -135,7 +135,9 @@ def test_lab_in_chromium(lab_server, lab_cache, tmp_path):
             rows = results.locator("tbody tr")
             assert rows.count() == 4  # LAIN (full, unseen) and the new selection (full, unseen)
             assert re.search(r"LAIN: use_ia=False\s+nf_uc\s+1\s+full", rows.nth(2).inner_text())
-            page.screenshot(path=str(tmp_path / "ablation_lab.png"), full_page=True)
+            expect(page.locator(".lab-go")).to_be_enabled()
+            results.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "ablation_lab.png"))
         finally:
             browser.close()
     assert (tmp_path / "ablation_lab.png").stat().st_size > 0
