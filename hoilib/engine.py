@@ -51,11 +51,16 @@ from hoilib.eval import evaluate
 from hoilib.models import build_model
 
 __all__ = ["train", "infer", "evaluate_run", "Batch", "Collator", "seen_class_mask", "resolve_device",
-           "load_trained_model", "trainable_state", "DistInfo", "init_distributed", "training_loss", "CHECKPOINT",
-           "LOG"]
+           "load_trained_model", "trainable_state", "DistInfo", "init_distributed", "training_loss", "Cancelled",
+           "CHECKPOINT", "LOG"]
 
 CHECKPOINT = "checkpoint.pt"  # file names inside a run directory
 LOG = "log.jsonl"
+
+
+class Cancelled(Exception):
+    """`train` stopped because its `on_step` callback asked it to; the checkpoint of the last complete epoch stays,
+    and a later `train` of the same run resumes from it."""
 
 
 # ---- distributed ------------------------------------------------------------------------------------------------
@@ -295,7 +300,8 @@ def training_loss(model: nn.Module, batch: Batch, seen_mask: torch.Tensor | None
 
 # ---- training ---------------------------------------------------------------------------------------------------
 def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, resume: bool = True, *,
-          data=None, model: nn.Module | None = None, eval_each_epoch: bool = False, test_data=None) -> dict:
+          data=None, model: nn.Module | None = None, eval_each_epoch: bool = False, test_data=None,
+          on_step=None) -> dict:
     """Train one experiment; write `out_dir/checkpoint.pt` (each epoch) and `out_dir/log.jsonl`.
 
     Args:
@@ -310,6 +316,11 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
             test_rare, test_non_rare, test_unseen, test_seen (mAP, %) to the epoch records. The RNG state is put back
             afterwards, so the trained weights are the same as without it.
         test_data: a prebuilt evaluation split for eval_each_epoch; default `build_dataset(cfg, cfg.eval.split)`.
+        on_step: called after every training step as on_step(epoch, step, steps_per_epoch) (1-based epoch and
+            step); a true return value stops training there by raising `Cancelled` (single process only). Nothing
+            of the unfinished epoch is written, so the run resumes from its last complete epoch.
+    A model with an `epoch_stats()` method (LAIN: the mean |gamma| of its adapters) has that dict merged into every
+    epoch and step record.
     Returns:
         dict(checkpoint=path, epochs, history=[per-epoch records], time_s (training wall time, all sessions),
         images_per_s, loss (last epoch's mean), config=resolved config dict).
@@ -425,12 +436,17 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
             if info.is_main and cfg.train.log_every > 0 and (it + 1) % cfg.train.log_every == 0:
                 now = time.perf_counter()
                 _append_log(log_path, dict(event="step", epoch=epoch + 1, step=it + 1, lr=opt.param_groups[0]["lr"],
-                                           images_per_s=(n_img - n_last) / max(now - t_last, 1e-9), **stats))
+                                           images_per_s=(n_img - n_last) / max(now - t_last, 1e-9), **stats,
+                                           **_model_stats(core)))
                 t_last, n_last = now, n_img
+            if on_step is not None and on_step(epoch + 1, it + 1, steps):
+                bar.close()
+                raise Cancelled(f"{out_dir}: training stopped at epoch {epoch + 1}, step {it + 1}; it resumes from "
+                                f"epoch {epoch + 1}")
         dt = time.perf_counter() - t0
         time_spent += dt
         rec = dict(event="epoch", epoch=epoch + 1, lr=opt.param_groups[0]["lr"],
-                   **{k: v / steps for k, v in sums.items()}, images_per_s=n_img / dt, time_s=dt)
+                   **{k: v / steps for k, v in sums.items()}, images_per_s=n_img / dt, time_s=dt, **_model_stats(core))
         sched.step()
         if eval_each_epoch:
             scores, test_data = _evaluate_epoch(cfg, core, test_data, info)
@@ -453,6 +469,12 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
     return dict(checkpoint=str(ckpt_path), epochs=epochs, history=history, time_s=time_spent,
                 images_per_s=float(np.mean([h["images_per_s"] for h in history])) if history else float("nan"),
                 loss=last.get("loss", float("nan")), config=cfg.to_dict())
+
+
+def _model_stats(model: nn.Module) -> dict:
+    """The model's own numbers for the training log (`epoch_stats()`, e.g. LAIN's mean |gamma|), floats."""
+    stats = getattr(model, "epoch_stats", None)
+    return {k: float(v) for k, v in stats().items()} if callable(stats) else {}
 
 
 def _evaluate_epoch(cfg: ExperimentConfig, model: nn.Module, test_data, info: DistInfo) -> tuple[dict, object]:

@@ -301,6 +301,110 @@ def plot_layout_and_attention(image, layout: dict, attention, vocab, pair: int =
     return fig
 
 
+def plot_attention_mask(mask, n_ho: int, grid: tuple, n_patches_shown: int = 6):
+    """Who sees whom: the attention mask over [HO_1..HO_P, CLS, patch_1..patch_G], whole (left) and its first
+    P + 1 + n_patches_shown tokens with one label per token (right).
+
+    Args:
+        mask: bool [L, L], True = the row's token cannot attend to the column's token (L = n_ho + 1 + Gh * Gw);
+        n_ho: P, the HO tokens in front; grid: (Gh, Gw).
+    Allowed entries are dark, blocked ones light; red lines separate the HO, CLS and patch blocks.
+    """
+    mask = np.asarray(mask, bool)
+    g = int(grid[0]) * int(grid[1])
+    if mask.shape != (n_ho + 1 + g, n_ho + 1 + g):
+        raise ValueError(f"mask is {mask.shape}, expected {(n_ho + 1 + g,) * 2} for {n_ho} HO tokens and a "
+                         f"{grid[0]}x{grid[1]} grid")
+    k = n_ho + 1 + min(n_patches_shown, g)
+    names = [f"HO_{i + 1}" for i in range(n_ho)] + ["CLS"] + [f"patch_{i + 1}" for i in range(k - n_ho - 1)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    for ax, m in zip(axes, (mask, mask[:k, :k])):
+        ax.imshow(~m, cmap="Greys", vmin=0, vmax=1.6, interpolation="nearest")
+        for edge in (n_ho - 0.5, n_ho + 0.5):
+            ax.axhline(edge, color="tab:red", lw=0.8)
+            ax.axvline(edge, color="tab:red", lw=0.8)
+        ax.set_xlabel("key (is seen)")
+        ax.set_ylabel("query (sees)")
+    axes[0].set_xticks([n_ho + 1 + g / 2], [f"patches (G = {g})"], fontsize=8)
+    axes[0].set_yticks([n_ho + 1 + g / 2], [f"patches (G = {g})"], fontsize=8, rotation=90, va="center")
+    axes[0].set_title(f"all {len(mask)} tokens (dark = may attend)", fontsize=9)
+    axes[1].set_xticks(range(k), names, fontsize=7, rotation=90)
+    axes[1].set_yticks(range(k), names, fontsize=7)
+    axes[1].set_title(f"the first {k}: HO tokens, CLS, {k - n_ho - 1} patches", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trained_adapters(rows: list, settings: tuple):
+    """Inside trained models, one test image per row: the image with one pair, the LA's update size per patch,
+    the IA's context attention on the pair's boxes, and the pair's HO-token attention over the patches in each model.
+
+    Args:
+        rows: dicts with image (uint8 [S, S, 3], the CLIP frame), box_h, box_o ([4] xyxy, S frame), la_norm
+            ([Gh, Gw] or None), ia_h, ia_o ([r, r] context attention on the human / object box, or None) and
+            attention ({setting: [Gh, Gw]} for every name in `settings`), title (str).
+        settings: the models whose HO-token attention is shown, in column order.
+    """
+    if not rows:
+        raise ValueError("plot_trained_adapters: no rows")
+    ncols = 3 + len(settings)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.7 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        img, bh, bo = row["image"], np.asarray(row["box_h"]), np.asarray(row["box_o"])
+        s = img.shape[0]
+        panels = [("image, pair", None), ("LA: ||dF|| per patch", row.get("la_norm")), ("IA: context attention", None)]
+        panels += [(f"HO attention: {name}", row["attention"][name]) for name in settings]
+        for c, (title, heat) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(img, extent=(0, s, s, 0), alpha=1.0 if c == 0 else 0.45)
+            if heat is not None:
+                im = ax.imshow(heat, cmap="magma", alpha=0.7, extent=(0, s, s, 0), interpolation="nearest")
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+            elif c == 1:
+                ax.text(s / 2, s / 2, "no LA", ha="center", va="center", fontsize=8)
+            if c == 2:
+                for b, att, cmap in ((bh, row.get("ia_h"), "Blues"), (bo, row.get("ia_o"), "Oranges")):
+                    if att is not None:
+                        ax.imshow(att, cmap=cmap, alpha=0.75, extent=(b[0], b[2], b[3], b[1]))
+                if row.get("ia_h") is None:
+                    ax.text(s / 2, s / 2, "no IA", ha="center", va="center", fontsize=8)
+            for b, colour, ls in ((bh, HUMAN_COLOUR, "-"), (bo, OBJECT_COLOUR, "--")):
+                ax.add_patch(Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, ec=colour, lw=1.3, ls=ls))
+            ax.set_xlim(0, s)
+            ax.set_ylim(s, 0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title if r == 0 else "", fontsize=8)
+        axes[r][0].set_ylabel(row.get("title", ""), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gamma_curves(history, gamma_init: float | None = None):
+    """Mean |gamma_LA| and |gamma_IA| over training, from the values the engine recorded.
+
+    history: a frame with columns step (training step), gamma_la, gamma_ia (either may be missing or NaN), source
+    ("step" log records or "epoch" ends); gamma_init: the configured initial value, drawn at step 0."""
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    for key, name, colour in (("gamma_la", "gamma_LA", "tab:blue"), ("gamma_ia", "gamma_IA", "tab:orange")):
+        if key not in history or history[key].isna().all():
+            continue
+        h = history.dropna(subset=[key]).sort_values("step")
+        x, y = list(h["step"]), list(h[key])
+        if gamma_init is not None:
+            x, y = [0] + x, [gamma_init] + y
+        ax.plot(x, y, color=colour, marker="o", ms=3, label=f"mean |{name}|")
+        ends = h[h["source"] == "epoch"]
+        ax.plot(ends["step"], ends[key], "s", color=colour, ms=7, mfc="none")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step (squares: end of an epoch)")
+    ax.set_ylabel("mean |gamma| over layers and channels")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ---- notebook 08 ---------------------------------------------------------------------------------------------
 def plot_qualitative(images, pred, vocab, picks: dict, unseen=(), ncols: int = 4):
     """The chosen predictions per image; green = matches a ground-truth pair of that class (IoU >= 0.5 on both
@@ -447,5 +551,25 @@ def show_captioned(images, captions, indices, ncols: int = 4, cell: float = 2.4,
         ax.imshow(_load(images, i), interpolation="nearest")
         text = captions[i].removeprefix("a photo of ")
         ax.set_title("\n".join(textwrap.wrap(text, width)), fontsize=7, y=-0.02, va="top")
+    fig.tight_layout()
+    return fig
+
+
+# ---- notebook 09 ---------------------------------------------------------------------------------------------
+def plot_knob_sweep(sweep):
+    """One panel per inference-time knob: mAP against the knob's value, one line per metric.
+
+    sweep: the long frame knob, value, metric, map (`hoilib.lab.knob_sweep`)."""
+
+    knobs = list(dict.fromkeys(sweep["knob"]))
+    if not knobs:
+        raise ValueError("plot_knob_sweep: the sweep has no rows")
+    fig, axes = plt.subplots(1, len(knobs), figsize=(3.3 * len(knobs), 3.0), squeeze=False)
+    for ax, knob in zip(axes[0], knobs):
+        for metric, g in sweep[sweep["knob"] == knob].groupby("metric", sort=False):
+            ax.plot(g["value"], g["map"], marker="o", label=metric)
+        ax.set_xlabel(knob)
+        ax.set_ylabel("mAP (%)")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig

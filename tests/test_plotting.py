@@ -49,3 +49,43 @@ def test_qualitative_figure_reads_an_image_source_like_an_array():
     assert np.array_equal(shown[0], images[1]) and np.array_equal(shown[1], images[1])
     (text,) = figs[1].axes[0].texts  # the ground-truth pair as the prediction: written in green, as correct
     assert text.get_text() == f"{vocab.hoi_name(int(ann.hoi[p][0]))} 1.00" and text.get_color() == "tab:green"
+
+
+def test_model_figures_draw_what_they_are_given():
+    mask = np.zeros((6, 6), bool)
+    mask[:2, :3] = True
+    mask[[0, 1], [0, 1]] = False
+    mask[2:, :2] = True
+    fig = plotting.plot_attention_mask(mask, 2, (1, 3), n_patches_shown=2)
+    whole, zoom = fig.axes
+    assert np.array_equal(whole.images[0].get_array(), ~mask) and np.array_equal(zoom.images[0].get_array(),
+                                                                                   ~mask[:5, :5])
+    assert [t.get_text() for t in zoom.get_xticklabels()] == ["HO_1", "HO_2", "CLS", "patch_1", "patch_2"]
+    with pytest.raises(ValueError, match="expected"):
+        plotting.plot_attention_mask(mask, 3, (1, 3))
+
+    img = np.zeros((16, 16, 3), np.uint8)
+    heat = np.arange(16.0).reshape(4, 4)
+    row = dict(image=img, box_h=[1, 1, 8, 12], box_o=[6, 4, 15, 15], la_norm=heat, ia_h=np.ones((2, 2)),
+               ia_o=np.ones((2, 2)), attention={"LAIN": heat, "w/o adapters": heat[::-1]}, title="img 0")
+    fig = plotting.plot_trained_adapters([row, dict(row, la_norm=None, ia_h=None)], ("LAIN", "w/o adapters"))
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 10 and [ax.get_title() for ax in panels[:5]] == [
+        "image, pair", "LA: ||dF|| per patch", "IA: context attention", "HO attention: LAIN",
+        "HO attention: w/o adapters"]
+    assert np.array_equal(panels[4].images[1].get_array(), heat[::-1])
+    assert [t.get_text() for t in panels[6].texts] == ["no LA"]  # second row: a model without LA
+
+    hist = pd.DataFrame({"step": [10, 20], "gamma_la": [1e-3, 2e-3], "gamma_ia": [np.nan, np.nan],
+                         "source": ["step", "epoch"]})
+    fig = plotting.plot_gamma_curves(hist, gamma_init=1e-9)
+    (ax,) = fig.axes
+    assert list(ax.lines[0].get_xdata()) == [0, 10, 20] and list(ax.lines[0].get_ydata()) == [1e-9, 1e-3, 2e-3]
+    assert len(ax.lines) == 2  # gamma_IA absent: the LA curve and its epoch-end marker only
+
+    sweep = pd.DataFrame({"knob": ["lambda"] * 4 + ["K"] * 2, "value": [1.0, 2.0, 1.0, 2.0, 0.0, 5.0],
+                          "metric": ["full", "full", "unseen", "unseen", "full", "full"],
+                          "map": [10.0, 11.0, 5.0, 6.0, 10.0, 10.5]})
+    fig = plotting.plot_knob_sweep(sweep)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 1] and [ax.get_xlabel() for ax in fig.axes] == ["lambda", "K"]
+    assert list(fig.axes[1].lines[0].get_ydata()) == [10.0, 10.5]

@@ -96,7 +96,11 @@ def visual_semantic_arithmetic(hoi_feats: Tensor, hoi_verb: Tensor, hoi_object: 
 def zero_shot_topk(image_emb: Tensor, hoi_text: Tensor, k: int) -> Tensor:
     """HOICLIP eq. 17: cosine scores [B, C] of L2-normalised image / HOI-text embeddings, kept for the top-k classes
     per image and 0 elsewhere."""
-    s = image_emb @ hoi_text.t()
+    return keep_topk(image_emb @ hoi_text.t(), k)
+
+
+def keep_topk(s: Tensor, k: int) -> Tensor:
+    """Scores [B, C] kept for the top-k classes of each row and 0 elsewhere (k <= 0: all 0)."""
     if k <= 0:
         return torch.zeros_like(s)
     k = min(k, s.shape[1])

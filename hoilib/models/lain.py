@@ -137,6 +137,17 @@ class LAIN(nn.Module):
         self.clip.eval()  # frozen: CLIP never switches to training behaviour
         return self
 
+    @torch.no_grad()
+    def epoch_stats(self) -> dict:
+        """Mean |gamma_LA| and mean |gamma_IA| over layers and channels (what the engine logs after each epoch);
+        empty without adapters, one key per adapter kind present."""
+        out = {}
+        for key, kind in (("gamma_la", "la"), ("gamma_ia", "ia")):
+            g = [getattr(a, kind).gamma for a in self.adapters or () if getattr(a, kind) is not None]
+            if g:
+                out[key] = float(torch.cat(g).abs().mean())
+        return out
+
     def trainable_parameters(self) -> list:
         """Adapters, prompt contexts, layout MLP, HO-token MLP, logit scale (and the HOICLIP verb head)."""
         return [p for p in self.parameters() if p.requires_grad]
@@ -432,12 +443,9 @@ class LAIN(nn.Module):
         for out, wh in zip(outputs, orig_sizes):
             pairs = out["pairs"]
             prior = self._prior(out["scores"], out["labels"], pairs, self.valid_all, self.lambda_test)
-            p, t = torch.nonzero(prior).unbind(1)
-            zs = out.get("zs")
-            score = hoiclip.final_scores(out["logits"][p, t].float(), prior[p, t],
-                                         None if zs is None else zs[p, t].float(), self.zs_rule)
-            objects = out["labels"][pairs[p, 1]]
-            hoi = t if self.text_mode == "hoi" else self.ov_to_hoi[objects, t]
+            p, hoi, score = entry_scores(out["logits"], prior, out["labels"][pairs[:, 1]],
+                                         None if self.text_mode == "hoi" else self.ov_to_hoi, out.get("zs"),
+                                         self.zs_rule)
             boxes = scale_boxes(out["boxes"].float(), (self._size, self._size), tuple(wh))
             res.append(dict(boxes_h=boxes[pairs[p, 0]].cpu().numpy().astype(np.float32),
                             boxes_o=boxes[pairs[p, 1]].cpu().numpy().astype(np.float32),
@@ -459,6 +467,23 @@ class LAIN(nn.Module):
         tok = tokenize_prompts(self.tokenizer, [p.rstrip(". ") + "." for p in self.vocab.verb_prompts], 0,
                                int(self.clip.context_length)).to(self.device)
         return F.normalize(self.text_encoder.encode(tok).float(), dim=-1)
+
+
+def entry_scores(logits: Tensor, prior: Tensor, objects: Tensor, ov_to_hoi: Tensor | None, zs: Tensor | None = None,
+                 rule: str = "hoiclip") -> tuple:
+    """The final scores of `LAIN.postprocess` on P pairs (of one image or of many, flattened).
+
+    Args:
+        logits: [P, T]; prior: [P, T] (`LAIN._prior` at lambda_test); objects: [P] object class of each pair;
+        ov_to_hoi: [O, V] HOI of each (object, verb), or None when T = C (HOI text mode);
+        zs, rule: HOICLIP's training-free scores [P, T] (or None) and how they enter (`hoiclip.final_scores`).
+    Returns:
+        p [R] (pair of each row), hoi [R], score [R] (`hoiclip.final_scores`): one row per entry with prior > 0, in
+        row-major (pair, class) order.
+    """
+    p, t = torch.nonzero(prior).unbind(1)
+    score = hoiclip.final_scores(logits[p, t].float(), prior[p, t], None if zs is None else zs[p, t].float(), rule)
+    return p, (t if ov_to_hoi is None else ov_to_hoi[objects[p], t]), score
 
 
 def check_vision_tower(clip: nn.Module) -> None:
