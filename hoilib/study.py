@@ -256,6 +256,28 @@ def detection_quality_table(long: pd.DataFrame) -> pd.DataFrame:
     return t.rename(columns={"setting": "method"})
 
 
+def per_class_table(per_class_long: pd.DataFrame, train_counts, unseen) -> pd.DataFrame:
+    """`runs.run_grid(..., per_class=True)`'s "ap_<c>" rows -> one row per (setting, protocol, seed, HOI class): the
+    table behind the AP-vs-frequency figure (on HICO-DET, 600 rows per run).
+
+    Args:
+        train_counts: [C] training pairs per class after the protocol's filter (unseen classes have 0).
+        unseen: the protocol's unseen classes.
+    Returns:
+        DataFrame with columns setting, protocol, seed, hoi, ap (percent), train_pairs, unseen (bool).
+    """
+    d = per_class_long[per_class_long["metric"].str.startswith("ap_")]
+    if d.empty:
+        raise ValueError("per_class_table: no per-class rows (run the grid with per_class=True)")
+    hoi = d["metric"].str[3:].astype(int).to_numpy()
+    counts = np.asarray(train_counts, np.int64)
+    if hoi.max() >= len(counts):
+        raise ValueError(f"per_class_table: class {int(hoi.max())} but train_counts has {len(counts)} classes")
+    return pd.DataFrame({"setting": d["setting"].to_numpy(), "protocol": d["protocol"].to_numpy(),
+                         "seed": d["seed"].to_numpy(), "hoi": hoi, "ap": d["value"].to_numpy(),
+                         "train_pairs": counts[hoi], "unseen": np.isin(hoi, np.asarray(unseen, np.int64))})
+
+
 def sweep_table(long: pd.DataFrame, name: str, ours: str) -> pd.DataFrame:
     """A sweep over `name` in {"alpha", "topk", "lambda"}: `setting` holds the value; papers' Tab. 7 beside it."""
     s = summarise(long)
