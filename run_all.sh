@@ -6,7 +6,13 @@
 #                 smoke    a tiny run (minutes); re-executes notebooks/ in place (the outputs nbval checks),
 #                          writes results/smoke/
 #                 hicodet  real HICO-DET + ViT-B/16 on a GPU; needs HICODET_ROOT and CLIP_WEIGHTS set;
-#                          writes results/hicodet/
+#                          writes results/hicodet/ and results/hicodet/executed/
+#                 hicodet-smoke  the hicodet path on a small HICO-DET-format fixture with random weights (CPU,
+#                          minutes); uses HICODET_ROOT and CLIP_WEIGHTS when set, else builds the fixture once under
+#                          cache/hicodet-smoke/ (python -m hoilib.fixture; delete that folder to rebuild it);
+#                          writes results/hicodet-smoke/ and results/hicodet-smoke/executed/
+#       hicodet and hicodet-smoke first check the root and the weights (hoilib.data.hicodet.preflight) and stop
+#       with every problem listed (exit status 2) before any notebook runs
 #       --redo     re-run notebooks whose outputs are up to date (same notebook, code and profile)
 #       --only NN  run only the notebook whose name starts with NN (e.g. --only 05)
 #   ./run_all.sh test   run every test: pytest (unit tests) and nbval (the notebooks, smoke profile)
@@ -16,10 +22,10 @@ cd "$(dirname "$0")"
 PROFILE=default REDO=0 ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    default|smoke|hicodet|test) PROFILE=$1 ;;
+    default|smoke|hicodet|hicodet-smoke|test) PROFILE=$1 ;;
     --redo) REDO=1 ;;
     --only) ONLY=${2:?--only needs a notebook number}; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "run_all: unknown argument '$1' (see ./run_all.sh --help)" >&2; exit 2 ;;
   esac
   shift
@@ -44,13 +50,23 @@ fi
 case "$PROFILE" in
   default) OUT=results/executed; PARAMS=(-p PROFILE default -p RESULTS_DIR ../results) ;;
   smoke)   OUT=notebooks;        PARAMS=() ;;
-  hicodet)
-    : "${HICODET_ROOT:?set HICODET_ROOT to the folder holding instances_{train,test}2015.json, hico_20160224_det/ and the detection caches}"
-    : "${CLIP_WEIGHTS:?set CLIP_WEIGHTS to a local OpenAI ViT-B-16.pt file}"
-    OUT=results/hicodet/executed
-    PARAMS=(-p PROFILE hicodet -p RESULTS_DIR ../results/hicodet -p HICODET_ROOT "$(realpath "$HICODET_ROOT")"
-            -p CLIP_CHECKPOINT "$(realpath "$CLIP_WEIGHTS")") ;;
+  hicodet) HICODET_ROOT=${HICODET_ROOT:-} CLIP_WEIGHTS=${CLIP_WEIGHTS:-} ;;  # unset: the preflight says so
+  hicodet-smoke)
+    FIXTURE=cache/hicodet-smoke
+    if [ -z "${HICODET_ROOT:-}${CLIP_WEIGHTS:-}" ] && [ ! -f "$FIXTURE/weights/hoi-smoke-vit.pt" ]; then
+      echo "run_all: building the HICO-DET-format fixture in $FIXTURE (python -m hoilib.fixture)"
+      "$PY" -m hoilib.fixture --out "$FIXTURE"
+    fi
+    HICODET_ROOT=${HICODET_ROOT:-$FIXTURE/hicodet} CLIP_WEIGHTS=${CLIP_WEIGHTS:-$FIXTURE/weights/hoi-smoke-vit.pt} ;;
 esac
+if [ "$PROFILE" = hicodet ] || [ "$PROFILE" = hicodet-smoke ]; then
+  # Everything the notebooks will read, checked before the first one starts; exit status 2 lists every problem.
+  "$PY" -c 'import sys; from hoilib.data.hicodet import preflight_main; sys.exit(preflight_main(sys.argv[1:]))' \
+      --profile "$PROFILE" --root "$HICODET_ROOT" --clip-weights "$CLIP_WEIGHTS"
+  OUT=results/$PROFILE/executed
+  PARAMS=(-p PROFILE "$PROFILE" -p RESULTS_DIR "../results/$PROFILE" -p HICODET_ROOT "$(realpath "$HICODET_ROOT")"
+          -p CLIP_CHECKPOINT "$(realpath "$CLIP_WEIGHTS")")
+fi
 mkdir -p "$OUT/.stamps"
 
 # The library code and the environment file, hashed once.
@@ -62,7 +78,8 @@ for nb in "${notebooks[@]}"; do
   if [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]]; then continue; fi
   matched=1
   stamp="$OUT/.stamps/$name"
-  want="$PROFILE $code_hash $("$PY" scripts/nbsync.py hash "$nb")"
+  # The parameters are part of it: a run on other data (HICODET_ROOT, CLIP_WEIGHTS) is not up to date.
+  want="$PROFILE ${PARAMS[*]} $code_hash $("$PY" scripts/nbsync.py hash "$nb")"
   # Up to date: same code cells, library and profile; an edit of the prose alone is copied over, not re-run.
   if [ "$REDO" = 0 ] && [ "$OUT" != notebooks ] && [ -f "$OUT/$name.ipynb" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
       && "$PY" scripts/nbsync.py prose "$nb" "$OUT/$name.ipynb"; then

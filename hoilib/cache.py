@@ -155,13 +155,24 @@ def run_key(cfg: ExperimentConfig, root: Path = HOILIB) -> str:
     return digest(run_key_dict(cfg, root))
 
 
+def eval_inputs(cfg: ExperimentConfig, root: Path = HOILIB) -> dict:
+    """What a trained model's metrics read besides the model: the evaluated split's data (the world's detections key,
+    which covers the world and its validation and test splits; or, on HICO-DET, the content of the annotation file
+    and the detection cache the split comes from)."""
+    if cfg.data.dataset == "world":
+        return {"detections": detections_key(cfg, root)}
+    r = Path(cfg.data.hicodet_root)
+    part = "test" if cfg.eval.split == "test" else "train"  # the validation images are training images
+    det = getattr(cfg.data, f"detections_{part}") or r / f"detections_{part}2015.npz"
+    return {"annotations": file_digest(r / f"instances_{part}2015.json"), "detections": file_digest(det)}
+
+
 def predictions_key(cfg: ExperimentConfig, root: Path = HOILIB) -> str:
-    """Key of a trained run's predictions and metrics: the inference-only fields (the test detection cache by
-    content) and the evaluator's code."""
+    """Key of a trained run's predictions and metrics: the inference-only fields, the evaluated split's data by
+    content (`eval_inputs`) and the evaluator's code."""
     d = cfg.inference_dict()
-    if cfg.data.detections_test:
-        d["data"]["detections_test"] = file_digest(cfg.data.detections_test)
-    return digest({"inference": d, "code": code_digest(CODE["predictions"], root)})
+    d["data"].pop("detections_test", None)  # a path: its content enters through eval_inputs
+    return digest({"inference": d, "inputs": eval_inputs(cfg, root), "code": code_digest(CODE["predictions"], root)})
 
 
 # ---- writing -------------------------------------------------------------------------------------------------------

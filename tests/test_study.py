@@ -79,3 +79,17 @@ def test_long_schedule_passes_more_images_than_the_profile():
 def test_ablation_rows_match_the_paper_table():
     assert list(study.ABLATIONS) == list(study.PAPER_ABLATION)
     assert len(study.ABLATIONS) == 9
+
+
+def test_per_class_table_one_row_per_class_and_run():
+    rows = [dict(setting=s, protocol="nf_uc", seed=0, metric=m, value=v)
+            for s in ("LAIN", "base") for m, v in (("full", 9.0), ("ap_0", 10.0), ("ap_1", 0.0), ("ap_2", 55.5))]
+    t = study.per_class_table(pd.DataFrame(rows), train_counts=[12, 0, 3], unseen=[1])
+    assert list(t.columns) == ["setting", "protocol", "seed", "hoi", "ap", "train_pairs", "unseen"]
+    assert t["hoi"].tolist() == [0, 1, 2, 0, 1, 2] and t["setting"].tolist() == ["LAIN"] * 3 + ["base"] * 3
+    assert t["ap"].tolist() == [10.0, 0.0, 55.5] * 2 and t["train_pairs"].tolist() == [12, 0, 3] * 2
+    assert t["unseen"].tolist() == [False, True, False] * 2
+    with pytest.raises(ValueError, match="per_class=True"):
+        study.per_class_table(pd.DataFrame(rows[:1]), [1], [])
+    with pytest.raises(ValueError, match="class 2 but train_counts has 2 classes"):
+        study.per_class_table(pd.DataFrame(rows), [1, 1], [])
