@@ -27,8 +27,8 @@ def _keys(cfg, root):
 
 # An edit of each file must change exactly these keys (the artefact built by that code and what is built from it).
 EDITS = [
-    ("data/world/scene.py", {"world", "detections", "clip", "run"}),
-    ("data/world/simdet.py", {"detections", "run"}),
+    ("data/world/scene.py", {"world", "detections", "clip", "run", "predictions"}),
+    ("data/world/simdet.py", {"detections", "run", "predictions"}),
     ("models/clip_pretrain.py", {"clip", "run"}),
     ("models/clip_configs/hoi-world-vit.json", {"clip", "run"}),
     ("models/lain.py", {"run"}),
@@ -59,8 +59,9 @@ def test_config_fields_enter_the_keys_by_role():
     base = ExperimentConfig()
     k0 = _keys(base, cache.HOILIB)
     expect = {
-        "world.clutter": (0.5, {"world", "detections", "clip", "run"}),
-        "detector.miss_rate": (0.2, {"detections", "run"}),
+        "world.clutter": (0.5, {"world", "detections", "clip", "run", "predictions"}),
+        "detector.miss_rate": (0.2, {"detections", "run", "predictions"}),
+        "eval.split": ("val", {"predictions"}),
         "clip.pretrain_lr": (2e-3, {"clip", "run"}),
         "clip.pretrain_threads": (7, {"clip", "run"}),  # threads change bits: in the key
         "train.num_threads": (7, {"run"}),
@@ -103,6 +104,19 @@ def test_checkpoint_files_enter_by_content_not_by_path(tmp_path):
     assert cache.run_key_dict(ExperimentConfig())["inputs"]["clip"] == "random:hoi-world-vit"
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         cache.run_key(cfg.override({"clip.checkpoint": str(tmp_path / "nowhere.pt")}))
+
+
+def test_hicodet_evaluation_data_enter_by_content(tmp_path):
+    """Re-cached test detections (or a new annotation file) at the same path are new inputs of the metrics."""
+    for name, text in (("instances_test2015.json", "gt"), ("detections_test2015.npz", "det 1"),
+                       ("instances_train2015.json", "train"), ("detections_train2015.npz", "train det")):
+        (tmp_path / name).write_text(text)
+    cfg = ExperimentConfig().override({"data.dataset": "hicodet", "data.hicodet_root": str(tmp_path)})
+    k = cache.predictions_key(cfg)
+    (tmp_path / "detections_test2015.npz").write_text("detections 2")
+    assert cache.predictions_key(cfg) != k
+    assert cache.eval_inputs(cfg.override({"eval.split": "val"}))["annotations"] == cache.file_digest(
+        tmp_path / "instances_train2015.json")  # the validation images are training images
 
 
 def test_code_digest_names_a_missing_part(tmp_path):
