@@ -99,7 +99,7 @@ def test_checkpoint_files_enter_by_content_not_by_path(tmp_path):
     cfg = ExperimentConfig().override({"clip.checkpoint": str(a)})
     moved = cfg.override({"clip.checkpoint": str(b)})
     assert cache.run_key(cfg) == cache.run_key(moved)
-    b.write_bytes(b"weights 2")
+    b.write_bytes(b"other weights 2")  # another size: the digest memo keys on (path, size, mtime)
     assert cache.run_key(cfg) != cache.run_key(moved)
     assert cache.run_key_dict(ExperimentConfig())["inputs"]["clip"] == "random:hoi-world-vit"
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
