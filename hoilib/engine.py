@@ -327,8 +327,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
     # Training randomness (dropout, workers) starts from the seed whether or not the model was built here.
     _seed_all(cfg.train.seed + info.rank)
     resuming = resume and ckpt_path.is_file()
-    if cfg.model.use_verb_classifier and hasattr(model, "prepare_hoiclip") and not resuming:
-        model.prepare_hoiclip(dataset, progress=show)  # HOICLIP's E_v from training images (a resume loads it)
+    if hasattr(model, "prepare") and not resuming:  # e.g. HOICLIP's E_v from the training images (a resume loads it)
+        model.prepare(dataset, progress=show)
     model.to(device)
     named = _trainable_named(model)
     params = [p for _, p in named]

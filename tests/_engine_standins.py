@@ -13,7 +13,8 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from hoilib.data.annotations import HOIAnnotations
-from hoilib.data.dataset import ArrayImages, HOIDataset, HOISplit
+from hoilib.data.dataset import HOIDataset, HOISplit
+from hoilib.data.images import ArrayImages
 from hoilib.data.detections import DetectionCache, Detections
 from hoilib.data.vocab import Vocabulary
 from hoilib.models.losses import interaction_loss

@@ -8,79 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .annotations import HOIAnnotations
 from .detections import DetectionCache, DetectionCacheError
+from .images import ArrayImages, FileImages, ImageSource
 from .vocab import Vocabulary
-
-
-@runtime_checkable
-class ImageSource(Protocol):
-    """Random access to the RGB images of a split, in annotation order."""
-
-    def __len__(self) -> int: ...
-
-    def load(self, i: int) -> np.ndarray:
-        """Image i as uint8 [H, W, 3] RGB."""
-        ...
-
-
-class ArrayImages:
-    """Images held in one uint8 array [N, H, W, 3] (a memmap is fine: only the requested image is read).
-
-    `index` (optional, int [N']) selects and orders a subset without copying: image i is array[index[i]].
-    """
-
-    def __init__(self, array: np.ndarray, index: np.ndarray | None = None):
-        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 array [N, H, W, 3], got {array.dtype} {tuple(array.shape)}")
-        self.array = array
-        self.index = None if index is None else np.asarray(index, np.int64)
-        if self.index is not None and self.index.size and (self.index.min() < 0 or self.index.max() >= len(array)):
-            raise ValueError(f"index selects images outside [0, {len(array)})")
-
-    def __len__(self) -> int:
-        return len(self.array) if self.index is None else len(self.index)
-
-    def load(self, i: int) -> np.ndarray:
-        if not 0 <= i < len(self):
-            raise IndexError(f"image {i} out of range [0, {len(self)})")
-        j = i if self.index is None else int(self.index[i])
-        return np.array(self.array[j])  # a private copy, never a view into the (memmapped) store
-
-
-class FileImages:
-    """Images read from `<image_dir>/<filename>` with PIL, converted to RGB (HICO-DET has a few greyscale JPEGs)."""
-
-    def __init__(self, image_dir: str | Path, filenames: list):
-        self.image_dir = Path(image_dir)
-        self.filenames = list(filenames)
-
-    def __len__(self) -> int:
-        return len(self.filenames)
-
-    def path(self, i: int) -> Path:
-        return self.image_dir / self.filenames[i]
-
-    def load(self, i: int) -> np.ndarray:
-        from PIL import Image
-
-        path = self.path(i)
-        if not path.is_file():
-            where = "" if self.image_dir.is_dir() else f" (the folder {self.image_dir} does not exist)"
-            raise FileNotFoundError(f"image {i} not found: {path}{where}")
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except OSError as e:  # truncated or not an image
-            raise OSError(f"image {i} could not be read: {path}: {e}") from None
-
-    def missing(self) -> list:
-        """File names (in order) that do not exist under `image_dir`."""
-        return [f for f in self.filenames if not (self.image_dir / f).is_file()]
 
 
 class HOIDataset:

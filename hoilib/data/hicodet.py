@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import AnnotationError, HOIAnnotations
+from .images import FileImages
 from .vocab import ASSETS, Vocabulary, hicodet_vocabulary
 
 SPLITS = ("train", "test")
@@ -68,7 +69,6 @@ def load_hicodet(root: str | Path, split: str, *, check_vocabulary: bool = True)
         FileNotFoundError: the annotation file is missing (the message names the path and where HICO-DET comes from).
         AnnotationError: malformed content, naming the file and the first bad entry.
     """
-    from .dataset import FileImages  # dataset imports this module; import here to keep the graph acyclic
 
     path = annotation_path(root, split)
     if not path.is_file():

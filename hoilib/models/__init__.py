@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from .adapters import MLP, CrossAttentionLayer, InteractionAdapter, LAINAdapter, LocalityAdapter
-from .clip_backbone import build_clip, get_tokenizer
+from .clip_backbone import build_clip, get_tokenizer, preprocess
+from .ho_tokens import build_layout_mlp, build_query_proj
+from .hoiclip import VerbClassifierHead
 from .lain import LAIN
 from .text import FrozenTextEncoder, PromptLearner, tokenize_prompts
 
@@ -102,20 +104,18 @@ def build_model(cfg, vocab, clip: nn.Module | None = None, protocol_unseen: np.n
                              f"has {len(vocab.object_prompts)}")
         tok = tokenize_prompts(tokenizer, list(vocab.object_prompts), 0, int(clip.context_length))
         object_text = encoder.encode(tok.to(vis.proj.device)).float()  # raw, unnormalised (official)
-        layout_mlp = MLP(5 + embed, 128, da, 3)  # official priors_downproj: 517 -> 128 -> 128 -> 32
+        layout_mlp = build_layout_mlp(embed, da)  # official priors_downproj: 517 -> 128 -> 128 -> 32
 
     feat_dim = m.det_feat_dim if opt["ho_feature"] == "detector" else width
-    query_proj = MLP(2 * feat_dim, 128, width, 2)  # official query_proj: 512 -> 128 -> 768
+    query_proj = build_query_proj(feat_dim, width)  # official query_proj: 512 -> 128 -> 768
     prompts = PromptLearner(encoder, tokenizer, texts, opt["n_ctx"], opt["class_specific"],
                             int(clip.context_length))
 
     verb_head = None
     if m.use_verb_classifier:
-        from .hoiclip import VerbClassifierHead
-
         tok = tokenize_prompts(tokenizer, [p.rstrip(". ") + "." for p in vocab.verb_prompts], 0,
                                int(clip.context_length))
-        # Text embeddings of the verbs until `prepare_hoiclip` replaces them with visual semantic arithmetic.
+        # Text embeddings of the verbs until `hoiclip.fit_verb_classifier` replaces them (LAIN.prepare).
         verb_head = VerbClassifierHead(embed, encoder.encode(tok.to(vis.proj.device)).float(),
                                        m.verb_classifier_trainable)
 
@@ -138,4 +138,5 @@ def build_model(cfg, vocab, clip: nn.Module | None = None, protocol_unseen: np.n
 
 
 __all__ = ["build_model", "resolve_model_options", "LAIN", "LAINAdapter", "LocalityAdapter", "InteractionAdapter",
-           "CrossAttentionLayer", "MLP", "PromptLearner", "FrozenTextEncoder", "build_clip", "get_tokenizer"]
+           "CrossAttentionLayer", "MLP", "PromptLearner", "FrozenTextEncoder", "VerbClassifierHead", "build_clip",
+           "get_tokenizer", "preprocess"]

@@ -5,14 +5,18 @@
 - "hoi-world-vit" (the built-in world): a small open_clip configuration (`clip_configs/hoi-world-vit.json`:
   64 px input, patch 8, width 128, 4 layers; text width 128, 4 layers, context 32), pretrained by hoilib on the
   world's captions (`hoilib.models.clip_pretrain`). OpenAI's CLIP uses QuickGELU; so does this config.
+
+`preprocess` is the one way an image becomes a CLIP input tensor in hoilib (LAIN, CLIP pretraining, probes, crops).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import torch
+from PIL import Image
 
 CONFIG_DIR = Path(__file__).parent / "clip_configs"
 _registered = False
@@ -76,3 +80,29 @@ def get_tokenizer(arch: str):
     """open_clip's tokenizer for `arch` (OpenAI BPE; context length from the model config)."""
     _register_configs()
     return open_clip.get_tokenizer(arch)
+
+
+def preprocess(images, size: int, mean, std) -> torch.Tensor:
+    """uint8 RGB images -> normalised CLIP inputs [B, 3, size, size] (float32, CPU).
+
+    Args:
+        images: a list of uint8 [H, W, 3] arrays (sizes may differ) or one uint8 array [B, H, W, 3] (a memmap is
+            fine: each image is copied once).
+        size: S, the CLIP input size. An image of another size is resized to S x S with PIL's bicubic filter without
+            keeping the aspect ratio (LAIN's `IResize([224, 224])`); an S x S image is used as it is.
+        mean, std: per-channel normalisation (LAIN uses ImageNet's statistics, not CLIP's).
+    """
+    out = []
+    for im in images:
+        im = np.asarray(im)
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [H, W, 3] images, got {im.dtype} {im.shape}")
+        if im.shape[:2] != (size, size):
+            im = np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC))
+        out.append(torch.tensor(im))  # a copy: images may be read-only memory maps
+    if not out:
+        return torch.zeros(0, 3, size, size)
+    x = torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
+    m = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s

@@ -1,4 +1,5 @@
-"""HOICLIP's components on top of LAIN (HOICLIP, CVPR 2023, §3.3-3.5; code: Artanic30/HOICLIP).
+"""HOICLIP's components on top of LAIN (HOICLIP, CVPR 2023, §3.3-3.5; code: Artanic30/HOICLIP): all of them live
+here, and LAIN calls them (`add_verb_scores`, `zs_for_pairs`, `zero_shot_topk`, `fit_verb_classifier`).
 
 1. Verb classifier from visual semantic arithmetic (§3.3, eqs. 11-14). Every training HOI instance is cropped
    to the smallest box covering human and object, every object instance to its box; both are encoded with the
@@ -20,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from ..data.images import crop, union_box
 from .adapters import MLP
 
 
@@ -49,22 +52,6 @@ class VerbClassifierHead(nn.Module):
     def forward(self, o_inter: Tensor) -> Tensor:
         v = F.normalize(self.adapter(o_inter), dim=-1)
         return v @ F.normalize(self.weight, dim=-1).t()
-
-
-def union_box(box_h: np.ndarray, box_o: np.ndarray) -> np.ndarray:
-    """Smallest xyxy box covering both boxes ([..., 4] each)."""
-    return np.concatenate([np.minimum(box_h[..., :2], box_o[..., :2]), np.maximum(box_h[..., 2:], box_o[..., 2:])],
-                          -1)
-
-
-def crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Crop an [H, W, 3] image to a continuous xyxy pixel box (outward to whole pixels, at least 1 x 1)."""
-    h, w = image.shape[:2]
-    x1 = int(np.clip(np.floor(box[0]), 0, w - 1))
-    y1 = int(np.clip(np.floor(box[1]), 0, h - 1))
-    x2 = int(np.clip(np.ceil(box[2]), x1 + 1, w))
-    y2 = int(np.clip(np.ceil(box[3]), y1 + 1, h))
-    return image[y1:y2, x1:x2]
 
 
 def vsa_from_sums(hoi_sum: Tensor, hoi_count: Tensor, obj_sum: Tensor) -> tuple[Tensor, Tensor]:
@@ -110,3 +97,88 @@ def zero_shot_topk(image_emb: Tensor, hoi_text: Tensor, k: int) -> Tensor:
     k = min(k, s.shape[1])
     top = s.topk(k, dim=1).indices
     return torch.zeros_like(s).scatter(1, top, s.gather(1, top))
+
+
+def add_verb_scores(logits: Tensor, verb_scores: Tensor, alpha: float, hoi_verb: Tensor | None = None) -> Tensor:
+    """HOICLIP eq. 19: S = S_inter + alpha * S_v.
+
+    Args:
+        logits: [P, T] S_inter (T = verbs, or HOI classes in LAIN's "hoi" text mode).
+        verb_scores: [P, V] S_v (already multiplied by the logit scale).
+        hoi_verb: [C] verb of each HOI class when T = C (S_v is read per class's verb); None when T = V.
+    """
+    return logits + alpha * (verb_scores if hoi_verb is None else verb_scores[:, hoi_verb])
+
+
+def zs_for_pairs(zs: Tensor, objects: Tensor, ov_to_hoi: Tensor, hoi_object: Tensor, text_mode: str) -> Tensor:
+    """One image's training-free HOI scores [C] -> [P, T] additions for P pairs whose object classes are `objects`.
+
+    Verb mode (T = V): entry (p, v) gets the score of HOI (objects[p], v), 0 where that is not a class
+    (`ov_to_hoi` [O, V], -1 = none). HOI mode (T = C): entry (p, c) gets zs[c] when c's object is the pair's object.
+    """
+    if text_mode == "verb":
+        idx = ov_to_hoi[objects]  # [P, V]
+        return torch.where(idx >= 0, zs[idx.clamp_min(0)], zs.new_zeros(()))
+    return zs[None, :] * (hoi_object[None, :] == objects[:, None]).to(zs.dtype)
+
+
+@torch.no_grad()
+def fit_verb_classifier(model, train_dataset, batch_size: int = 128, progress: bool = True) -> dict:
+    """Compute HOICLIP's verb classifier E_v by visual semantic arithmetic over a training set (§3.3) and install it in
+    `model.verb_head`.
+
+    Args:
+        model: a LAIN model with a verb head (uses its frozen CLIP image encoder, `preprocess` and vocabulary).
+        train_dataset: indexable; item i is a dict with image (uint8 [H, W, 3]) and gt (boxes_h, boxes_o [M, 4]
+            continuous xyxy pixels; verb, object [M]), e.g. `HOIDataset`.
+    Returns:
+        dict(num_hoi_crops, num_object_crops, verbs_from_images, verbs_from_text (indices of the verbs that fell back to
+        their text embedding)).
+    """
+    if model.verb_head is None:
+        raise ValueError("the model has no verb classifier (model.use_verb_classifier is False)")
+    device = model.device
+    nv, no = model.vocab.num_verbs, model.vocab.num_objects
+    e = model.verb_head.weight.shape[1]
+    hoi_sum = torch.zeros(nv * no, e, device=device)
+    hoi_count = torch.zeros(nv * no, device=device)
+    obj_sum = torch.zeros(no, e, device=device)
+    crops, rows = [], []  # rows: (is_object, class id)
+
+    def flush():
+        if not crops:
+            return
+        f = model.clip.encode_image(model.preprocess(crops).to(device)).float()
+        is_obj = torch.tensor([r[0] for r in rows], device=device)
+        cid = torch.tensor([r[1] for r in rows], device=device)
+        hoi_sum.index_add_(0, cid[~is_obj], f[~is_obj])
+        hoi_count.index_add_(0, cid[~is_obj], torch.ones_like(cid[~is_obj], dtype=torch.float))
+        obj_sum.index_add_(0, cid[is_obj], f[is_obj])
+        crops.clear()
+        rows.clear()
+
+    n_hoi = n_obj = 0
+    for i in tqdm(range(len(train_dataset)), desc="HOICLIP verb classifier", disable=not progress):
+        item = train_dataset[i]
+        image, gt = np.asarray(item["image"]), item["gt"]
+        bh = np.asarray(gt["boxes_h"], np.float32).reshape(-1, 4)
+        bo = np.asarray(gt["boxes_o"], np.float32).reshape(-1, 4)
+        verb, obj = np.asarray(gt["verb"], np.int64), np.asarray(gt["object"], np.int64)
+        for box, v, o in zip(union_box(bh, bo), verb, obj):
+            crops.append(crop(image, box))
+            rows.append((False, int(v) * no + int(o)))
+            n_hoi += 1
+        # Each object instance once, even when it takes part in several pairs.
+        for j in np.unique(np.concatenate([bo, obj[:, None].astype(np.float32)], 1), axis=0, return_index=True)[1]:
+            crops.append(crop(image, bo[j]))
+            rows.append((True, int(obj[j])))
+            n_obj += 1
+        if len(crops) >= batch_size:
+            flush()
+    flush()
+    e_v, has = vsa_from_sums(hoi_sum.view(nv, no, e), hoi_count.view(nv, no), obj_sum)
+    e_v = torch.where(has[:, None], e_v, model.verb_text_features())
+    model.verb_head.set_classifier(e_v)
+    return dict(num_hoi_crops=n_hoi, num_object_crops=n_obj,
+                verbs_from_images=torch.nonzero(has).flatten().tolist(),
+                verbs_from_text=torch.nonzero(~has).flatten().tolist())

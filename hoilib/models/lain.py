@@ -19,13 +19,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
+from . import hoiclip
 from .adapters import AdapterContext, plan_rois
-from .hoiclip import VerbClassifierHead, crop, union_box, vsa_from_sums, zero_shot_topk
+from .clip_backbone import preprocess
+from .ho_tokens import box_features, ho_tokens, layout_prior
+from .hoiclip import VerbClassifierHead
 from .losses import interaction_loss
-from .pairs import assign_positives, make_pairs, paint_layout, scale_boxes, select_detections
+from .pairs import assign_positives, make_pairs, scale_boxes, select_detections
 from .text import FrozenTextEncoder, PromptLearner, tokenize_prompts
 
 
@@ -148,21 +150,9 @@ class LAIN(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def preprocess(self, images: list) -> Tensor:
-        """uint8 [H, W, 3] RGB images -> [B, 3, S, S] float (CPU): bicubic resize to S x S without keeping the aspect
-        ratio (PIL, as the official `IResize`), then normalised with `image_mean` / `image_std`."""
-        s = self._size
-        out = []
-        for im in images:
-            im = np.asarray(im)
-            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-                raise ValueError(f"expected uint8 [H, W, 3] images, got {im.dtype} {im.shape}")
-            if im.shape[:2] != (s, s):
-                im = np.asarray(Image.fromarray(im).resize((s, s), Image.BICUBIC))
-            out.append(torch.tensor(im))  # a copy: images may be read-only memory maps
-        x = torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
-        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
-        return (x - mean) / std  # on the CPU: the engine's collate function may run in worker processes
+        """uint8 [H, W, 3] RGB images -> [B, 3, S, S] float (CPU), `clip_backbone.preprocess` at this model's size
+        and normalisation (on the CPU: the engine's collate function may run in worker processes)."""
+        return preprocess(images, self._size, self.image_mean, self.image_std)
 
     def detections_input(self, dets: list, sizes: list) -> list:
         """`Detections` of original images (xyxy pixels, sizes (W, H)) -> the forward's detection dicts (S frame)."""
@@ -245,10 +235,11 @@ class LAIN(nn.Module):
                 o = ho[b]
                 logits = scale * F.normalize(o, dim=-1) @ text.t()
                 if self.verb_head is not None:
-                    s_v = scale * self.verb_head(o)  # [P, V]
-                    logits = logits + self.verb_alpha * (s_v if self.text_mode == "verb" else s_v[:, self.hoi_verb])
+                    logits = hoiclip.add_verb_scores(logits, scale * self.verb_head(o), self.verb_alpha,
+                                                     None if self.text_mode == "verb" else self.hoi_verb)
                 if zs is not None:
-                    logits = logits + self._zs_for_pairs(zs[b], k["labels"][pairs[:, 1]])
+                    logits = logits + hoiclip.zs_for_pairs(zs[b], k["labels"][pairs[:, 1]], self.ov_to_hoi,
+                                                           self.hoi_object, self.text_mode)
             else:
                 logits = images.new_zeros(0, self.num_targets)
             outputs.append(dict(boxes=k["boxes"], scores=k["scores"], labels=k["labels"], pairs=pairs,
@@ -282,18 +273,11 @@ class LAIN(nn.Module):
         s = scores[pairs[:, 0]].pow(lam) * scores[pairs[:, 1]].pow(lam)  # [P]
         return s[:, None] * valid[labels[pairs[:, 1]]].to(s.dtype)
 
-    def _zs_for_pairs(self, zs: Tensor, objects: Tensor) -> Tensor:
-        """Per-image HOI scores [C] -> [P, T] additions for pairs whose object class is `objects` [P]."""
-        if self.text_mode == "verb":
-            idx = self.ov_to_hoi[objects]  # [P, V]
-            return torch.where(idx >= 0, zs[idx.clamp_min(0)], zs.new_zeros(()))
-        return zs[None, :] * (self.hoi_object[None, :] == objects[:, None]).to(zs.dtype)
-
     @torch.no_grad()
     def zero_shot_scores(self, images: Tensor) -> Tensor:
         """HOICLIP's training-free scores [B, C]: top-`zs_topk` cosines of the global CLIP image embedding."""
         emb = F.normalize(self.clip.encode_image(images), dim=-1)
-        return zero_shot_topk(emb, self.hoi_text_features(), self.zs_topk)
+        return hoiclip.zero_shot_topk(emb, self.hoi_text_features(), self.zs_topk)
 
     # ---- the vision side ------------------------------------------------------------------------------
     def encode(self, images: Tensor, kept: list, return_tokens: bool = False):
@@ -341,19 +325,9 @@ class LAIN(nn.Module):
         plan = None
         if uses_ia or self.ho_feature == "clip_roi":  # ROIAlign weights, shared by every layer
             plan = plan_rois(rois, b, self.grid, self.ho_roi_size, self.spatial_scale)
-        # HO tokens = MLP([f_h; f_o]), no positional embedding.
-        if self.ho_feature == "detector":
-            if any(k["feats"] is None for k in kept):
-                raise ValueError("model.ho_feature='detector' needs per-detection feats; these detections have "
-                                 "none (set model.ho_feature='clip_roi')")
-            f = torch.cat([k["feats"] for k in kept])
-            if f.shape[1] != self.det_feat_dim:
-                raise ValueError(f"detector feats have {f.shape[1]} dims, the model was built for "
-                                 f"{self.det_feat_dim} (model.det_feat_dim)")
-        else:
-            with torch.no_grad():  # = roi_align(patch embedding, box).mean over the r x r bins
-                f = plan.apply(patches)[:n_all].mean(1)  # [K, D]
-        tok = self.query_proj(torch.cat([f[ph], f[po]], -1))  # [P, D]
+        # HO tokens = MLP([f_h; f_o]), no positional embedding (ho_tokens.py).
+        f = box_features(self.ho_feature, kept, patches, plan, self.det_feat_dim)  # [K, F]
+        tok = ho_tokens(self.query_proj, f, ph, po)  # [P, D]
         ho_seq = torch.index_put(patches.new_zeros(b, n_max, d), (tok_batch[:p_tot], tok_slot[:p_tot]),
                                  tok.to(patches.dtype))
         x = vis.ln_pre(torch.cat([ho_seq, cls, patches], 1))
@@ -386,16 +360,8 @@ class LAIN(nn.Module):
         return self._masks[key]
 
     def layout_prior(self, kept: list) -> Tensor:
-        """P_layout [B, Gh, Gw, D_a]: the shared MLP on [score, x1, y1, x2, y2, e_obj] of the box painted on top of
-        each cell (grid units, +0.5 on x2/y2; "nothing" cells: -1s and the embedding of "nothing")."""
-        none_label = self.object_text.shape[0] - 1
-        cells = []
-        for k in kept:
-            index, g = paint_layout(k["boxes"], self.grid, (self._size, self._size))
-            sb = torch.cat([torch.cat([k["scores"][:, None], g], 1), g.new_full((1, 5), -1.0)])  # [K+1, 5]
-            lab = torch.cat([k["labels"], k["labels"].new_full((1,), none_label)])
-            cells.append(torch.cat([sb[index], self.object_text[lab[index]].to(sb.dtype)], -1))  # [Gh, Gw, 5+E]
-        return self.layout_mlp(torch.stack(cells))
+        """P_layout [B, Gh, Gw, D_a] of the kept boxes (see `ho_tokens.layout_prior`)."""
+        return layout_prior(self.layout_mlp, kept, self.object_text, self.grid, self._size)
 
     # ---- loss and post-processing ---------------------------------------------------------------------
     def compute_loss(self, outputs: list, targets: list) -> dict:
@@ -471,70 +437,18 @@ class LAIN(nn.Module):
                             hoi=hoi.cpu().numpy().astype(np.int64), score=score.cpu().numpy().astype(np.float32)))
         return res
 
-    # ---- HOICLIP ----------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def prepare_hoiclip(self, train_dataset, batch_size: int = 128, progress: bool = True) -> dict:
-        """Compute HOICLIP's verb classifier E_v by visual semantic arithmetic over the training set (§3.3).
-
-        Args:
-            train_dataset: indexable; item i is a dict with image (uint8 [H, W, 3]) and gt (boxes_h, boxes_o
-                [M, 4] continuous xyxy pixels; verb, object [M]), e.g. `HOIDataset`.
-        Returns:
-            dict(num_hoi_crops, num_object_crops, verbs_from_images, verbs_from_text (indices of the verbs that fell
-            back to their text embedding)).
-        """
+    # ---- preparation before training ------------------------------------------------------------------
+    def prepare(self, train_dataset, progress: bool = True) -> dict:
+        """What the model computes from its training set before the first step (the engine calls it once; a resumed
+        run loads the result from its checkpoint instead): HOICLIP's verb classifier E_v when the model has one
+        (`hoiclip.fit_verb_classifier`), nothing otherwise."""
         if self.verb_head is None:
-            raise ValueError("the model has no verb classifier (model.use_verb_classifier is False)")
-        from tqdm.auto import tqdm
-
-        nv, no = self.vocab.num_verbs, self.vocab.num_objects
-        e = self.verb_head.weight.shape[1]
-        hoi_sum = torch.zeros(nv * no, e, device=self.device)
-        hoi_count = torch.zeros(nv * no, device=self.device)
-        obj_sum = torch.zeros(no, e, device=self.device)
-        crops, rows = [], []  # rows: (is_object, class id)
-
-        def flush():
-            if not crops:
-                return
-            f = self.clip.encode_image(self.preprocess(crops).to(self.device)).float()
-            is_obj = torch.tensor([r[0] for r in rows], device=self.device)
-            cid = torch.tensor([r[1] for r in rows], device=self.device)
-            hoi_sum.index_add_(0, cid[~is_obj], f[~is_obj])
-            hoi_count.index_add_(0, cid[~is_obj], torch.ones_like(cid[~is_obj], dtype=torch.float))
-            obj_sum.index_add_(0, cid[is_obj], f[is_obj])
-            crops.clear()
-            rows.clear()
-
-        n_hoi = n_obj = 0
-        for i in tqdm(range(len(train_dataset)), desc="HOICLIP verb classifier", disable=not progress):
-            item = train_dataset[i]
-            image, gt = np.asarray(item["image"]), item["gt"]
-            bh = np.asarray(gt["boxes_h"], np.float32).reshape(-1, 4)
-            bo = np.asarray(gt["boxes_o"], np.float32).reshape(-1, 4)
-            verb, obj = np.asarray(gt["verb"], np.int64), np.asarray(gt["object"], np.int64)
-            for box, v, o in zip(union_box(bh, bo), verb, obj):
-                crops.append(crop(image, box))
-                rows.append((False, int(v) * no + int(o)))
-                n_hoi += 1
-            # Each object instance once, even when it takes part in several pairs.
-            for j in np.unique(np.concatenate([bo, obj[:, None].astype(np.float32)], 1), axis=0, return_index=True)[1]:
-                crops.append(crop(image, bo[j]))
-                rows.append((True, int(obj[j])))
-                n_obj += 1
-            if len(crops) >= batch_size:
-                flush()
-        flush()
-        e_v, has = vsa_from_sums(hoi_sum.view(nv, no, e), hoi_count.view(nv, no), obj_sum)
-        text = self._verb_text_features()
-        e_v = torch.where(has[:, None], e_v, text)
-        self.verb_head.set_classifier(e_v)
-        return dict(num_hoi_crops=n_hoi, num_object_crops=n_obj,
-                    verbs_from_images=torch.nonzero(has).flatten().tolist(),
-                    verbs_from_text=torch.nonzero(~has).flatten().tolist())
+            return {}
+        return hoiclip.fit_verb_classifier(self, train_dataset, progress=progress)
 
     @torch.no_grad()
-    def _verb_text_features(self) -> Tensor:
+    def verb_text_features(self) -> Tensor:
+        """[V, E] L2-normalised frozen CLIP embeddings of the plain verb prompts (E_v's fallback)."""
         tok = tokenize_prompts(self.tokenizer, [p.rstrip(". ") + "." for p in self.vocab.verb_prompts], 0,
                                int(self.clip.context_length)).to(self.device)
         return F.normalize(self.text_encoder.encode(tok).float(), dim=-1)

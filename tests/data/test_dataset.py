@@ -7,7 +7,8 @@ import pytest
 
 from hoilib.config import ExperimentConfig
 from hoilib.data import DetectionCache, DetectionCacheError
-from hoilib.data.dataset import ArrayImages, FileImages, HOIDataset, HOISplit, ImageSource, build_dataset
+from hoilib.data.dataset import HOIDataset, HOISplit, build_dataset
+from hoilib.data.images import ArrayImages, FileImages, ImageSource
 from hoilib.data.hicodet import load_hicodet
 from hoilib.data.splits import hicodet_protocol, hicodet_rare, rare_classes
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hoilib.data import DetectionCache, DetectionCacheError, Detections
-from hoilib.data.dataset import ArrayImages
+from hoilib.data.images import ArrayImages
 from hoilib.data.detr_import import (cache_detections, detection_file, detr_postprocess, export_detection_dir,
                                      import_detection_dir, label_map, read_detection_json)
 from hoilib.data.hicodet import load_hicodet

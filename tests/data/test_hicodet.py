@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hoilib.data import AnnotationError, HOIAnnotations, hicodet_vocabulary
-from hoilib.data.dataset import FileImages
+from hoilib.data.images import FileImages
 from hoilib.data.hicodet import (annotation_path, check_against_vocabulary, image_dir, load_hicodet,
                                  to_coco_object_order)
 from hoilib.data.vocab import ASSETS

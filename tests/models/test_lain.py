@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from hoilib.config import ExperimentConfig
 from hoilib.data.detections import Detections
+from hoilib.data.images import crop, union_box
 from hoilib.data.vocab import Vocabulary, hicodet_vocabulary
 from hoilib.models import build_clip, build_model, get_tokenizer
-from hoilib.models.hoiclip import crop, union_box, visual_semantic_arithmetic, zero_shot_topk
+from hoilib.models.hoiclip import fit_verb_classifier, visual_semantic_arithmetic, zero_shot_topk
 from hoilib.models.pairs import make_pairs, paint_layout, select_detections
 from hoilib.models.text import PromptLearner, tokenize_prompts
 
@@ -482,7 +483,7 @@ def test_zero_shot_topk_and_crops():
     assert union_box(np.array([0, 1, 4, 5.0]), np.array([2, 0, 3, 9.0])).tolist() == [0, 0, 4, 9]
 
 
-def test_prepare_hoiclip_matches_manual_arithmetic(clip):
+def test_fit_verb_classifier_matches_manual_arithmetic(clip):
     model = make(clip, use_verb_classifier=True)
     rng = np.random.default_rng(0)
     ims = [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(2)]
@@ -491,7 +492,7 @@ def test_prepare_hoiclip_matches_manual_arithmetic(clip):
                                        verb=np.array([0, 2]), object=np.array([2, 2]))),
             dict(image=ims[1], gt=dict(boxes_h=np.array([[10, 10, 30, 40.0]]), boxes_o=np.array([[2, 2, 12, 12.0]]),
                                        verb=np.array([0]), object=np.array([3])))]
-    info = model.prepare_hoiclip(data, batch_size=2, progress=False)
+    info = fit_verb_classifier(model, data, batch_size=2, progress=False)
     assert info["num_hoi_crops"] == 3 and info["num_object_crops"] == 2  # the shared ball box counts once
     assert info["verbs_from_images"] == [0, 2] and info["verbs_from_text"] == [1, 3, 4]
     f = lambda im, b: clip.encode_image(model.preprocess([crop(im, b)]))[0]  # noqa: E731
@@ -501,12 +502,12 @@ def test_prepare_hoiclip_matches_manual_arithmetic(clip):
         obj_feats = torch.stack([f(ims[0], data[0]["gt"]["boxes_o"][0]), f(ims[1], data[1]["gt"]["boxes_o"][0])])
         e_v, _ = visual_semantic_arithmetic(hoi_feats, torch.tensor([0, 2, 0]), torch.tensor([2, 2, 3]), obj_feats,
                                             torch.tensor([2, 3]), 5, 4)
-        text = model._verb_text_features()
+        text = model.verb_text_features()
     w = model.verb_head.weight
     assert torch.allclose(w[[0, 2]], e_v[[0, 2]], atol=1e-5)
     assert torch.allclose(w[[1, 3, 4]], text[[1, 3, 4]], atol=1e-5)
     with pytest.raises(ValueError, match="use_verb_classifier"):
-        make(clip).prepare_hoiclip(data)
+        fit_verb_classifier(make(clip), data)
 
 
 def test_verb_head_and_zero_shot_enhancement_in_logits(clip):
