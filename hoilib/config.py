@@ -21,7 +21,8 @@ from typing import Any
 PRESET_DIR = Path(__file__).parent / "presets"
 
 # Settings that decide where and how fast a computation runs, never its result: left out of every cache key.
-SPEED_ONLY = ("train.device", "train.num_workers", "train.num_threads", "train.grid_workers", "clip.pretrain_threads")
+SPEED_ONLY = ("train.device", "train.num_workers", "train.num_threads", "train.grid_workers", "clip.pretrain_threads",
+              "model.fast_path", "model.kernel_impl")
 PROTOCOLS = ("rf_uc", "nf_uc", "uo", "uv", "uc0", "uc1", "uc2", "uc3", "uc4", "supervised")
 
 
@@ -132,7 +133,8 @@ class ModelConfig:
     verb_alpha: float = 0.5  # S = S_inter + alpha * S_v (HOICLIP Tab. 7 best: 0.5)
     zs_topk: int = 0  # training-free enhancement: keep top-K global CLIP HOI scores (HOICLIP best: 10); 0 = off
     verb_classifier_trainable: bool = True  # HOICLIP trains its verb_projection (initialised at E_v); False = fixed E_v
-    kernel_impl: str = "auto"  # "auto" | "triton" | "torch"
+    kernel_impl: str = "auto"  # "auto" (Triton kernels on CUDA, else PyTorch) | "triton" | "torch"; speed only
+    fast_path: bool = True  # False = the reference implementation (padded masked sequence, per-image loops); speed only
 
 
 @dataclass

@@ -15,6 +15,8 @@ except ImportError:  # pragma: no cover
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
+from .ho_attention import PairLayout, ho_attention, ho_attention_reference, pair_layout  # noqa: E402
 from .pair_iou import pair_min_iou, pair_min_iou_reference  # noqa: E402
 
-__all__ = ["HAS_TRITON", "INTERPRET", "pair_min_iou", "pair_min_iou_reference"]
+__all__ = ["HAS_TRITON", "INTERPRET", "pair_min_iou", "pair_min_iou_reference", "ho_attention",
+           "ho_attention_reference", "PairLayout", "pair_layout"]
