@@ -7,13 +7,15 @@
 Every setting times the reference implementation (`model.fast_path=False`) and the fast one on the same model and
 batches in this one process, alternating between them (`--reps` rounds; the best round of each counts, since the
 CPU is shared), and prints `<setting>: speedup N.NNx` for training and for inference.
-(a) "world": the default profile's model on real batches of the built-in world at one CPU thread (the pretrained
-    small CLIP when it is cached, random CLIP weights otherwise: the speed is the same).
+(a) "world": the default profile's model on real batches of the built-in world (the pretrained small CLIP when it
+    is cached, random CLIP weights otherwise: the speed is the same).
 (b) "ViT-B-16@224": CLIP ViT-B/16 at 224 px with random weights, HICO-DET's vocabulary (117 verb prompts, 600
     classes, RF-UC seen mask) and synthetic images and detections with 256-d detector features, at a given number
     of human-object pairs per image: 30 (3 people, 8 objects: a typical HICO-DET image) and 152 (8 people, 12
     objects: a crowded one; LAIN keeps at most 15 + 15 boxes, i.e. up to 435 pairs).
-A training step is the engine's: forward, focal loss, backward, gradient clipping (off under AMP), AdamW.
+CPU settings run at `--threads` torch threads (default 1, as the study's runs: on a shared 2-core machine two
+OpenMP threads wait on each other whenever another process takes a core, which made single measurements vary
+10-fold). A training step is the engine's: forward, focal loss, backward, gradient clipping (off under AMP), AdamW.
 Inference is forward + postprocess. Peak RSS of one training step per path comes from a fresh child process each
 (`--no-rss` skips it). `--gpu` adds the Triton kernels against their PyTorch references, torch SDPA (HO rows with
 a mask) and FlexAttention. The Locality Adapter's cost estimate (why it has no kernel) is printed first.
@@ -348,7 +350,7 @@ def main(argv=None) -> list:
     ap.add_argument("--pairs", type=int, nargs="+", default=[30, 152],
                     help=f"pairs per image, of {sorted(PAIR_LAYOUTS)}")
     ap.add_argument("--batch-size", type=int, default=0, help="ViT batch size (default: 2 on CPU, 8 on GPU)")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads of the world setting (default: 1, as runs)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as the study's runs)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
     ap.add_argument("--json", default="", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
@@ -358,9 +360,9 @@ def main(argv=None) -> list:
         if not torch.cuda.is_available():
             raise SystemExit("--gpu: no CUDA device is available")
         devices.append(torch.device("cuda"))
-    vit_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
     results = []
-    print(f"torch {torch.__version__}, {vit_threads} CPU threads"
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s)"
           + (f", GPU {torch.cuda.get_device_name(0)}" if args.gpu else ""))
     print("Locality Adapter per image and layer, ViT-B/16 (forward; the LA sees the 196 patches, never the pairs):")
     for r in la_estimate():
@@ -370,11 +372,9 @@ def main(argv=None) -> list:
     for dev in devices:
         gpu = dev.type == "cuda"
         if args.only in (None, "world"):
-            torch.set_num_threads(args.threads)
             cfg = ExperimentConfig.from_preset(args.profile)
             results.append(bench_world(cfg, dev, steps=args.steps or (20 if gpu else 8), reps=args.reps or 3,
                                        amp=gpu))
-            torch.set_num_threads(vit_threads)
             _print(results[-1])
         if args.only in (None, "vit"):
             for n in args.pairs:
@@ -387,7 +387,7 @@ def main(argv=None) -> list:
                 print(f"  kernel {name:<48} {ms:8.3f} ms", flush=True)
     if not args.no_rss:
         settings = ([("world", args.threads)] if args.only in (None, "world") else []) + \
-                   ([("vit:%d" % args.pairs[0], vit_threads)] if args.only in (None, "vit") else [])
+                   ([("vit:%d" % args.pairs[0], args.threads)] if args.only in (None, "vit") else [])
         for setting, threads in settings:
             ref, fast = peak_rss(setting, False, threads), peak_rss(setting, True, threads)
             for name, r in (("reference", ref), ("fast", fast)):

@@ -7,7 +7,8 @@ Fast paths, the same arithmetic in fewer, larger operations (equal up to float s
 - `block_dense` ([B, L, D], optional causal mask; the text tower): one F.linear for q, k, v and
   F.scaled_dot_product_attention on the batch-first tensor. nn.MultiheadAttention with gradients enabled
   transposes a batch-first input and runs the q/k/v projection as one small matmul per sequence position (a
-  [L, B, D] x [L, D, 3D] bmm), which took ~45% of a ViT-B/16 training step.
+  [L, B, D] x [L, D, 3D] bmm), which took ~45% of a ViT-B/16 training step. `block_rows` runs a text tower's
+  last layer for the pooled (end-of-text) rows alone.
 - `block_split` (the vision tower): HO tokens never reach CLS or the patches, so the image tokens' attention is
   plain ViT attention over N = 1 + G tokens, computed once per image; the HO rows see only themselves and their
   image's patches (`kernels.ho_attention`: P x (G + 1), no mask, no HO padding). The residual stream is one flat
@@ -69,6 +70,26 @@ def block_dense(blk: nn.Module, x: Tensor, is_causal: bool = False) -> Tensor:
     o = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
     x = x + blk.ls_1(a.out_proj(o.transpose(1, 2).reshape(b, n, d)))
     return x + blk.ls_2(mlp(blk.mlp, blk.ln_2(x)))
+
+
+def block_rows(blk: nn.Module, x: Tensor, rows: Tensor, is_causal: bool = False) -> Tensor:
+    """`block_dense` for one output row per sequence: x [B, L, D], rows [B] -> [B, D], the layer's output at
+    position rows[b] of sequence b (its query, attention output and MLP only; keys and values from all positions).
+    A text tower's last layer needs nothing else: only the end-of-text token is pooled."""
+    a = blk.attn
+    b, n, d = x.shape
+    heads = a.num_heads
+    h = blk.ln_1(x)
+    at = torch.arange(b, device=x.device)
+    q = F.linear(h[at, rows], a.in_proj_weight[:d], None if a.in_proj_bias is None else a.in_proj_bias[:d])
+    kv = F.linear(h, a.in_proj_weight[d:], None if a.in_proj_bias is None else a.in_proj_bias[d:])  # [B, L, 2D]
+    k, v = kv.view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, d/H]
+    mask = None
+    if is_causal:  # the causal mask's row of each query: keys 0..rows[b]
+        mask = (torch.arange(n, device=x.device)[None, :] <= rows[:, None])[:, None, None, :]  # [B, 1, 1, L]
+    o = F.scaled_dot_product_attention(q.view(b, heads, 1, d // heads), k, v, attn_mask=mask)
+    y = x[at, rows] + blk.ls_1(a.out_proj(o.reshape(b, d)))
+    return y + blk.ls_2(mlp(blk.mlp, blk.ln_2(y)))
 
 
 def block_split(blk: nn.Module, x: Tensor, n_images: int, layout: PairLayout, impl: str = "auto") -> Tensor:
