@@ -369,6 +369,17 @@ def main(argv=None) -> list:
         print(f"  {r['pairs']:>3} pairs/img: LA {r['la_mflops']:6.1f} MFLOP ({r['la_kib']:5.0f} KiB, "
               f"{r['la_intensity']:4.1f} FLOP/B) = {100 * r['la_share']:4.2f}% of the layer's "
               f"{r['layer_mflops']:7.0f} MFLOP; IA decoders {100 * r['ia_share']:4.2f}%  -> no LA kernel")
+    if not args.no_rss:
+        # First, while this process is small: a child's getrusage peak starts at its parent's (kept across exec).
+        settings = ([("world", args.threads)] if args.only in (None, "world") else []) + \
+                   ([("vit:%d" % args.pairs[0], args.threads)] if args.only in (None, "vit") else [])
+        for setting, threads in settings:
+            ref, fast = peak_rss(setting, False, threads), peak_rss(setting, True, threads)
+            for name, r in (("reference", ref), ("fast", fast)):
+                print(f"{setting} {name}: RSS {r['rss_before']:.0f} MiB before the step, {r['rss_step_peak']:.0f} "
+                      f"MiB peak during it (+{r['rss_step_peak'] - r['rss_before']:.0f}); getrusage peak "
+                      f"{r['process_peak_before']:.0f} -> {r['process_peak']:.0f} MiB", flush=True)
+            results.append(dict(setting=setting, rss_ref=ref, rss_fast=fast))
     for dev in devices:
         gpu = dev.type == "cuda"
         if args.only in (None, "world"):
@@ -385,16 +396,6 @@ def main(argv=None) -> list:
         if gpu:
             for name, ms in bench_kernels(dev):
                 print(f"  kernel {name:<48} {ms:8.3f} ms", flush=True)
-    if not args.no_rss:
-        settings = ([("world", args.threads)] if args.only in (None, "world") else []) + \
-                   ([("vit:%d" % args.pairs[0], args.threads)] if args.only in (None, "vit") else [])
-        for setting, threads in settings:
-            ref, fast = peak_rss(setting, False, threads), peak_rss(setting, True, threads)
-            for name, r in (("reference", ref), ("fast", fast)):
-                print(f"{setting} {name}: RSS {r['rss_before']:.0f} MiB before the step, {r['rss_step_peak']:.0f} "
-                      f"MiB peak during it (+{r['rss_step_peak'] - r['rss_before']:.0f}); getrusage peak "
-                      f"{r['process_peak_before']:.0f} -> {r['process_peak']:.0f} MiB", flush=True)
-            results.append(dict(setting=setting, rss_ref=ref, rss_fast=fast))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return results

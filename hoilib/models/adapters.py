@@ -332,15 +332,16 @@ class AdapterContext:
 
     n_tok: HO slots + 1 (the CLS position is n_tok - 1); grid: (Gh, Gw); layout: [B, Gh, Gw, Da] or None;
     rois: `RoiPlan` of the K boxes (kept boxes, then one full-image box per image); tok_batch, tok_slot: [T]
-    sequence position (image, slot) of each updated token; pair_h, pair_o: [T] box rows of each token.
+    sequence position (image, slot) of each updated token (None on the fast path's flat stream, where the tokens'
+    order alone places them); pair_h, pair_o: [T] box rows of each token.
     """
 
     n_tok: int
     grid: tuple
     layout: Tensor | None
     rois: RoiPlan | None
-    tok_batch: Tensor
-    tok_slot: Tensor
+    tok_batch: Tensor | None
+    tok_slot: Tensor | None
     pair_h: Tensor
     pair_o: Tensor
 

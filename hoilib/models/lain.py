@@ -287,6 +287,8 @@ class LAIN(nn.Module):
     # ---- the fast path: the whole batch as flat tensors ---------------------------------------------------------
     def _forward_fast(self, images: Tensor, detections: list, seen_mask: Tensor | None) -> list:
         """`forward` on flat tensors: one encode of every image with pairs, one logit and prior computation."""
+        if not detections:
+            return []
         k = self._select_batch(detections)
         valid = self._validity(seen_mask)
         lam = self.lambda_train if self.training else self.lambda_test
