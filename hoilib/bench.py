@@ -82,8 +82,9 @@ def time_steps(model, batches: list, device: torch.device, steps: int, warmup: i
 
 
 def compare_paths(model, batches: list, device: torch.device, steps: int, reps: int = 1, amp: bool = False,
-                  grad_clip: float = 0.1, seen_mask=None) -> dict:
-    """Reference vs fast path on the same model and batches, alternating, `reps` rounds (best round counts).
+                  grad_clip: float = 0.1, seen_mask=None, infer_steps: int = 0) -> dict:
+    """Reference vs fast path on the same model and batches, alternating, `reps` rounds (best round counts);
+    `steps` training steps and `infer_steps` (default: steps) inference passes per round and path.
 
     Returns dict(train_ref, train_fast, infer_ref, infer_fast (images/s), pairs_per_image, batch_size).
     """
@@ -96,8 +97,8 @@ def compare_paths(model, batches: list, device: torch.device, steps: int, reps: 
         for train in (True, False):
             for fast in (False, True):
                 model.fast_path = fast
-                ips, p = time_steps(model, dev_batches, device, steps, amp=amp, grad_clip=grad_clip,
-                                    seen_mask=seen_mask, train=train, optimizer=opt)
+                ips, p = time_steps(model, dev_batches, device, steps if train else (infer_steps or steps), amp=amp,
+                                    grad_clip=grad_clip, seen_mask=seen_mask, train=train, optimizer=opt)
                 key = f"{'train' if train else 'infer'}_{'fast' if fast else 'ref'}"
                 best[key] = max(best.get(key, 0.0), ips)
                 pairs += p
@@ -198,9 +199,10 @@ def vit_setup(n_pairs: int = 30, batch_size: int = 2, arch: str = "ViT-B-16", n_
 
 
 def bench_vit(device: torch.device, n_pairs: int = 30, steps: int = 2, batch_size: int = 2, amp: bool = False,
-              arch: str = "ViT-B-16", reps: int = 1) -> dict:
+              arch: str = "ViT-B-16", reps: int = 2, infer_steps: int = 6) -> dict:
     model, batches, seen, clip_norm = vit_setup(n_pairs, batch_size, arch)
-    r = compare_paths(model, batches, device, steps, reps, amp=amp, grad_clip=clip_norm, seen_mask=seen)
+    r = compare_paths(model, batches, device, steps, reps, amp=amp, grad_clip=clip_norm, seen_mask=seen,
+                      infer_steps=infer_steps)
     r.update(setting=f"{arch}@{model.image_size} {n_pairs} pairs", device=str(device), amp=amp,
              threads=torch.get_num_threads())
     return r
@@ -266,12 +268,17 @@ def la_estimate(width: int = 768, grid: int = 14, adapter_dim: int = 32, kernels
         tokens = 1 + g + p
         layer_flops = 2 * tokens * 12 * d * d + 4 * (g + 1) ** 2 * d + 4 * p * (g + 1) * d  # linears + attention
         boxes = 2 * p ** 0.5 + 1  # ~ humans + objects of a p-pair image (order of magnitude)
-        dec = lambda n, lq, lk: 2 * n * (2 * lq * da * da + 2 * lk * da * da + 2 * lq * lk * da + 4 * lq * da * da)  # noqa: E731
-        ia_flops = dec(boxes, queries, roi * roi) + dec(2 * p, queries, queries) + dec(2 * p, 1, queries)
+        ia_flops = _dec_flops(boxes, queries, roi * roi, da) + _dec_flops(2 * p, queries, queries, da) + \
+            _dec_flops(2 * p, 1, queries, da)
         rows.append(dict(pairs=p, la_mflops=la_flops / 1e6, la_kib=la_bytes / 1024, ia_mflops=ia_flops / 1e6,
                          layer_mflops=layer_flops / 1e6, la_share=la_flops / layer_flops,
                          ia_share=ia_flops / layer_flops, la_intensity=la_flops / la_bytes))
     return rows
+
+
+def _dec_flops(n: float, lq: int, lk: int, d: int) -> float:
+    """Forward FLOPs of n IA decoder layers (q, k, v, out projections; attention; FFN d -> 2d -> d)."""
+    return 2 * n * (2 * lq * d * d + 2 * lk * d * d + 2 * lq * lk * d + 4 * lq * d * d)
 
 
 # ---- (d) kernels on the GPU ------------------------------------------------------------------------------------
@@ -309,7 +316,8 @@ def bench_kernels(device: torch.device, n_pairs: int = 152, batch: int = 8, head
                            torch.eye(n_pairs, dtype=torch.bool, device=device)], 1)
         return torch.nn.functional.scaled_dot_product_attention(qp, k_all, v_all, attn_mask=allow)
 
-    rows = [("ho_attention triton fwd+bwd", timed(lambda: ho_attention(q, ks, vs, kimg, vimg, lay, "triton").backward(go))),
+    rows = [("ho_attention triton fwd+bwd",
+             timed(lambda: ho_attention(q, ks, vs, kimg, vimg, lay, "triton").backward(go))),
             ("ho_attention torch reference fwd+bwd",
              timed(lambda: ho_attention(q, ks, vs, kimg, vimg, lay, "torch").backward(go))),
             ("ho_attention SDPA masked (G+S keys) fwd+bwd",
@@ -346,7 +354,7 @@ def main(argv=None) -> list:
     ap.add_argument("--profile", default="default", help="preset of the world setting (default: default)")
     ap.add_argument("--steps", type=int, default=0, help="timed steps per round (default: 8 world, 2 ViT on CPU, "
                                                          "20 on GPU)")
-    ap.add_argument("--reps", type=int, default=0, help="alternating rounds per path (default: 3 world, 1 ViT)")
+    ap.add_argument("--reps", type=int, default=0, help="alternating rounds per path (default: 3 world, 2 ViT)")
     ap.add_argument("--pairs", type=int, nargs="+", default=[30, 152],
                     help=f"pairs per image, of {sorted(PAIR_LAYOUTS)}")
     ap.add_argument("--batch-size", type=int, default=0, help="ViT batch size (default: 2 on CPU, 8 on GPU)")
@@ -391,7 +399,7 @@ def main(argv=None) -> list:
             for n in args.pairs:
                 results.append(bench_vit(dev, n, steps=args.steps or (20 if gpu else 2),
                                          batch_size=args.batch_size or (8 if gpu else 2), amp=gpu,
-                                         reps=args.reps or 1))
+                                         reps=args.reps or 2, infer_steps=args.steps or (20 if gpu else 6)))
                 _print(results[-1])
         if gpu:
             for name, ms in bench_kernels(dev):

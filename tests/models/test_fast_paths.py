@@ -17,7 +17,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from hoilib.config import SPEED_ONLY, ExperimentConfig
 from hoilib.models import build_clip, build_model
