@@ -133,7 +133,7 @@ class ModelConfig:
     verb_alpha: float = 0.5  # S = S_inter + alpha * S_v (HOICLIP Tab. 7 best: 0.5)
     zs_topk: int = 0  # training-free enhancement: keep top-K global CLIP HOI scores (HOICLIP best: 10); 0 = off
     verb_classifier_trainable: bool = True  # HOICLIP trains its verb_projection (initialised at E_v); False = fixed E_v
-    kernel_impl: str = "auto"  # "auto" (Triton kernels on CUDA, else PyTorch) | "triton" | "torch"; speed only
+    kernel_impl: str = "auto"  # "auto" | "triton" | "torch"
     fast_path: bool = True  # False = the reference implementation (padded masked sequence, per-image loops); speed only
 
 
