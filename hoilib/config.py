@@ -31,7 +31,8 @@ PROTOCOLS = ("rf_uc", "nf_uc", "uo", "uv", "uc0", "uc1", "uc2", "uc3", "uc4", "s
 # re-runs inference on the cached training run (`hoilib.runs`).
 INFERENCE_ONLY = ("model.lambda_test", "model.zs_topk", "model.zs_rule", "eval", "data.detections_test")
 # Speed only: decides where and how fast a computation runs, never a number; left out of every cache key.
-SPEED_ONLY = ("train.device", "train.num_workers", "train.grid_workers", "model.kernel_impl", "eval.batch_size")
+SPEED_ONLY = ("train.device", "train.num_workers", "train.grid_workers", "model.kernel_impl", "model.fast_path",
+              "eval.batch_size")
 # Labels and places: names a run or says where files are; the content behind a path enters the keys instead
 # (`hoilib.cache`), so a moved cache or checkpoint file is still the same artefact.
 LABELS = ("name", "profile", "data.cache_dir", "data.hicodet_root", "data.detections_train", "clip.checkpoint",
@@ -149,7 +150,8 @@ class ModelConfig:
     # (sigmoid(logit + zs) * prior, about exp(s) ~ 14x weaker than HOICLIP's)
     zs_rule: str = "hoiclip"
     verb_classifier_trainable: bool = True  # HOICLIP trains its verb_projection (initialised at E_v); False = fixed E_v
-    kernel_impl: str = "auto"  # "auto" | "triton" | "torch"
+    kernel_impl: str = "auto"  # "auto" | "triton" | "torch": Triton kernels on CUDA when available; speed only
+    fast_path: bool = True  # False = the reference implementation (padded masked sequence, per-image loops); speed only
 
 
 @dataclass

@@ -270,7 +270,8 @@ def build_model(cfg, vocab, clip: nn.Module | None = None, protocol_unseen: np.n
                      max_instances=m.max_instances, focal_alpha=m.focal_alpha, focal_gamma=m.focal_gamma,
                      fg_iou=m.fg_iou, lambda_train=m.lambda_train, lambda_test=m.lambda_test,
                      image_mean=cfg.clip.image_mean, image_std=cfg.clip.image_std, verb_head=verb_head,
-                     verb_alpha=m.verb_alpha, zs_topk=m.zs_topk, zs_rule=m.zs_rule)
+                     verb_alpha=m.verb_alpha, zs_topk=m.zs_topk, zs_rule=m.zs_rule,
+                 fast_path=m.fast_path, kernel_impl=m.kernel_impl)
     model.dropout_streams = DropoutStreams(model)
     model.resolved = opt  # the concrete values of the "auto" options, for logs and notebooks
     return model

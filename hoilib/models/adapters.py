@@ -74,11 +74,12 @@ class CrossAttentionLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, query: Tensor, memory: Tensor) -> Tensor:
-        q = self.norm1(query + self.dropout1(self._attend(query, memory)))
+    def forward(self, query: Tensor, memory: Tensor, fast: bool = False) -> Tensor:
+        """fast: attention weights by `_small_softmax` when memories are shorter than 16 (same values)."""
+        q = self.norm1(query + self.dropout1(self._attend(query, memory, fast)))
         return self.norm2(q + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(q))))))
 
-    def _attend(self, query: Tensor, memory: Tensor) -> Tensor:
+    def _attend(self, query: Tensor, memory: Tensor, fast: bool = False) -> Tensor:
         # nn.MultiheadAttention's computation with its own parameters, without its per-call overhead (these
         # layers run on tiny tensors, where that overhead dominated the step time).
         a, d = self.attn, query.shape[-1]
@@ -87,9 +88,38 @@ class CrossAttentionLayer(nn.Module):
         q = F.linear(query, w[:d], b[:d])
         k, v = F.linear(memory, w[d:], b[d:]).chunk(2, -1)
         split = lambda t: t.unflatten(-1, (h, d // h)).transpose(-3, -2)  # noqa: E731  [N, h, L, d/h]
-        o = F.scaled_dot_product_attention(split(q), split(k), split(v),
-                                           dropout_p=a.dropout if self.training else 0.0)
+        p = a.dropout if self.training else 0.0
+        if fast and memory.shape[-2] < 16:
+            # SDPA's own math (its CPU path with dropout), with the row softmax of `_small_softmax`; F.dropout on
+            # the same [N, h, Lq, Lk] weights draws the same random mask as SDPA does.
+            att = _small_softmax(split(q) @ (split(k).transpose(-1, -2) * (d // h) ** -0.5))
+            o = F.dropout(att, p, self.training) @ split(v)
+        else:
+            o = F.scaled_dot_product_attention(split(q), split(k), split(v), dropout_p=p)
         return a.out_proj(o.transpose(-3, -2).flatten(-2))
+
+
+class _SmallSoftmax(torch.autograd.Function):
+    """Softmax over a short last dimension (< 16). torch's CPU softmax kernels vectorise along the softmax dimension
+    and fall back to a slow scalar loop below one vector (16 floats): 10-key rows took ~4x longer forward+backward
+    than these few whole-tensor ops."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        e = (x - x.amax(-1, keepdim=True)).exp_()
+        y = e.div_(e.sum(-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        gy = g * y
+        return gy.sub_(y * gy.sum(-1, keepdim=True))
+
+
+def _small_softmax(x: Tensor) -> Tensor:
+    return _SmallSoftmax.apply(x) if x.device.type == "cpu" else x.softmax(-1)
 
 
 @dataclass
@@ -207,8 +237,10 @@ class LocalityAdapter(nn.Module):
         self.up = nn.Linear(dim, width)
         self.gamma = nn.Parameter(torch.full((width,), float(gamma_init)))
 
-    def forward(self, patches: Tensor, layout: Tensor | None, grid: tuple) -> Tensor:
-        """patches [B, Gh*Gw, D] (row-major grid), layout [B, Gh, Gw, Da] or None -> dF [B, Gh*Gw, D]."""
+    def forward(self, patches: Tensor, layout: Tensor | None, grid: tuple, merged: bool = False) -> Tensor:
+        """patches [B, Gh*Gw, D] (row-major grid), layout [B, Gh, Gw, Da] or None -> dF [B, Gh*Gw, D].
+
+        merged: run the summed convolutions as the one convolution `merged_conv` (the fast path)."""
         b, (gh, gw) = patches.shape[0], grid
         f = 0
         if self.use_visual:
@@ -218,9 +250,21 @@ class LocalityAdapter(nn.Module):
                 raise ValueError("LocalityAdapter(use_layout=True) needs the layout prior")
             f = f + layout
         f = self.proj_in(self.ln_in(f)).permute(0, 3, 1, 2)  # [B, Da, Gh, Gw]
-        m = sum(mix(f) for mix in self.mixers)
+        if merged and isinstance(self.mixers[0], nn.Conv2d):
+            weight, bias = self.merged_conv()
+            m = F.conv2d(f, weight, bias, padding=weight.shape[-1] // 2)
+        else:
+            m = sum(mix(f) for mix in self.mixers)
         m = self.ln_out(F.leaky_relu(m).permute(0, 2, 3, 1))  # [B, Gh, Gw, Da]
         return self.gamma * self.up(m).view(b, gh * gw, -1)
+
+    def merged_conv(self) -> tuple[Tensor, Tensor]:
+        """The "conv" mixer's sum of k x k convolutions (stride 1, padding k // 2) as one K x K convolution, K the
+        largest k: weight = sum of the kernels zero-padded to K x K around their centre, bias = sum of the biases.
+        Built from the parameters at every call, so gradients reach each of them."""
+        k_max = max(c.kernel_size[0] for c in self.mixers)
+        weight = sum(F.pad(c.weight, [(k_max - c.kernel_size[0]) // 2] * 4) for c in self.mixers)
+        return weight, sum(c.bias for c in self.mixers)
 
 
 class InteractionAdapter(nn.Module):
@@ -250,13 +294,15 @@ class InteractionAdapter(nn.Module):
         self.up = nn.Linear(2 * dim, width)
         self.gamma = nn.Parameter(torch.full((width,), float(gamma_init)))
 
-    def forward(self, patches: Tensor, tokens: Tensor, rois: RoiPlan, pair_h: Tensor, pair_o: Tensor) -> Tensor:
+    def forward(self, patches: Tensor, tokens: Tensor, rois: RoiPlan, pair_h: Tensor, pair_o: Tensor,
+                fast: bool = False) -> Tensor:
         """
         Args:
             patches: [B, G, D] LA-updated patches of the layer (row-major grid).
             tokens: [T, D] the tokens to update (HO tokens and one CLS per image), raw residual stream.
             rois: the ROIAlign plan of all kept boxes and the full-image boxes (K boxes).
             pair_h, pair_o: [T] box rows (of `rois`) of each token's human / object (the full-image box for CLS).
+            fast: the decoder layers' fast attention (`CrossAttentionLayer.forward`).
         Returns:
             dT: [T, D].
         """
@@ -266,16 +312,16 @@ class InteractionAdapter(nn.Module):
         r = rois.apply(F.linear(patches, self.roi_down.weight)) + self.roi_down.bias
         r = self.roi_ln(r)  # [K, r*r, Da]
         if self.use_context:
-            ctx = self.context(self.queries.weight.expand(r.shape[0], -1, -1), r)  # [K, Q, Da]
+            ctx = self.context(self.queries.weight.expand(r.shape[0], -1, -1), r, fast)  # [K, Q, Da]
         else:
             ctx = r
         c_h, c_o = ctx[pair_h], ctx[pair_o]  # [T, Q, Da] each
         if self.use_iprm:
             # One layer serves both directions, as in the official code (batched together).
-            both = self.iprm(torch.cat([c_h, c_o]), torch.cat([c_o, c_h]))
+            both = self.iprm(torch.cat([c_h, c_o]), torch.cat([c_o, c_h]), fast)
             c_h, c_o = both.chunk(2)
         t = F.leaky_relu(self.token_down(tokens))[:, None]  # [T, 1, Da]
-        ho = self.token_dec(torch.cat([t, t]), torch.cat([c_h, c_o]))[:, 0]  # [2T, Da]
+        ho = self.token_dec(torch.cat([t, t]), torch.cat([c_h, c_o]), fast)[:, 0]  # [2T, Da]
         h, o = ho.chunk(2)
         return self.gamma * self.up(torch.cat([h, o], -1))
 
@@ -286,15 +332,16 @@ class AdapterContext:
 
     n_tok: HO slots + 1 (the CLS position is n_tok - 1); grid: (Gh, Gw); layout: [B, Gh, Gw, Da] or None;
     rois: `RoiPlan` of the K boxes (kept boxes, then one full-image box per image); tok_batch, tok_slot: [T]
-    sequence position (image, slot) of each updated token; pair_h, pair_o: [T] box rows of each token.
+    sequence position (image, slot) of each updated token (None on the fast path's flat stream, where the tokens'
+    order alone places them); pair_h, pair_o: [T] box rows of each token.
     """
 
     n_tok: int
     grid: tuple
     layout: Tensor | None
     rois: RoiPlan | None
-    tok_batch: Tensor
-    tok_slot: Tensor
+    tok_batch: Tensor | None
+    tok_slot: Tensor | None
     pair_h: Tensor
     pair_o: Tensor
 
@@ -321,3 +368,21 @@ class LAINAdapter(nn.Module):
             dt = self.ia(patches, tokens, ctx.rois, ctx.pair_h, ctx.pair_o)
             head = torch.index_put(head, (ctx.tok_batch, ctx.tok_slot), dt.to(head.dtype), accumulate=True)
         return torch.cat([head, patches], 1)
+
+    def forward_flat(self, x: Tensor, n_images: int, ctx: AdapterContext) -> Tensor:
+        """The same update on the fast path's flat residual stream.
+
+        x: [B * N + P, D], the B images' [CLS, patches] (N = 1 + Gh*Gw), then the P HO tokens; the IA's tokens are
+        the HO tokens then every image's CLS, as in `forward` (ctx.tok_batch / tok_slot are not used).
+        Returns [B * N + P, D].
+        """
+        p = ctx.pair_h.shape[0] - n_images
+        bn, d = x.shape[0] - p, x.shape[1]
+        img = x[:bn].view(n_images, -1, d)
+        patches, cls, ho = img[:, 1:], img[:, 0], x[bn:]
+        if self.la is not None:
+            patches = patches + self.la(patches, ctx.layout, ctx.grid, merged=True)
+        if self.ia is not None:
+            dt = self.ia(patches, torch.cat([ho, cls]), ctx.rois, ctx.pair_h, ctx.pair_o, fast=True).to(x.dtype)
+            cls, ho = cls + dt[p:], ho + dt[:p]
+        return torch.cat([torch.cat([cls[:, None], patches], 1).view(bn, d), ho])

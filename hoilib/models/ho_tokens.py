@@ -42,16 +42,18 @@ def build_layout_mlp(embed_dim: int, adapter_dim: int) -> MLP:
     return MLP(5 + embed_dim, LAYOUT_HIDDEN, adapter_dim, 3)
 
 
-def box_features(source: str, kept: list, patches: Tensor, rois: RoiPlan | None, det_feat_dim: int) -> Tensor:
+def box_features(source: str, kept: list | dict, patches: Tensor, rois: RoiPlan | None, det_feat_dim: int) -> Tensor:
     """Per-box features f [K, F] of the kept boxes of a batch, in kept order image after image.
 
     Args:
         source: "detector" (each kept dict's `feats` [K_b, F]) | "clip_roi" (ROIAlign of `patches`).
-        kept: B dicts of kept detections (boxes, feats, ...).
+        kept: B dicts of kept detections (boxes, feats, ...), or the fast path's one dict of the whole batch
+            (boxes [K, 4], feats [K, F] or None).
         patches: [B, G, D] the frozen patch embedding (with positional embedding), row-major grid.
         rois: the ROIAlign plan of the kept boxes followed by one full-image box per image (needed for "clip_roi").
         det_feat_dim: F the model was built for (checked against detector features).
     """
+    kept = [kept] if isinstance(kept, dict) else kept
     if source == "detector":
         if any(k["feats"] is None for k in kept):
             raise ValueError("model.ho_feature='detector' needs per-detection feats; these detections have none "
@@ -89,3 +91,33 @@ def layout_prior(layout_mlp: nn.Module, kept: list, object_text: Tensor, grid: t
         lab = torch.cat([k["labels"], k["labels"].new_full((1,), none_label)])
         cells.append(torch.cat([sb[index], object_text[lab[index]].to(sb.dtype)], -1))  # [Gh, Gw, 5+E]
     return layout_mlp(torch.stack(cells))
+
+
+def layout_prior_batched(layout_mlp: nn.Module, kept: dict, n_images: int, object_text: Tensor, grid: tuple,
+                         image_size: int) -> Tensor:
+    """`layout_prior` of a whole batch at once (the fast path; same values).
+
+    kept: boxes [K, 4] (S x S frame, kept order image after image), scores [K], labels [K], box_img [K] image of
+    each box. The MLP runs on the K + B distinct cell features (every box's, and one "nothing" per image), which
+    are then gathered onto the grid, instead of on all B * Gh * Gw cells.
+    """
+    gh, gw = grid
+    boxes, box_img = kept["boxes"], kept["box_img"]
+    k, dev = boxes.shape[0], boxes.device
+    g = boxes * boxes.new_tensor([gw / image_size, gh / image_size, gw / image_size, gh / image_size])
+    g = torch.cat([g[:, :2], g[:, 2:] + 0.5], 1)  # as `pairs.paint_layout`
+    r = torch.round(g).long()
+    ys = torch.arange(gh, device=dev)[None, :, None]
+    xs = torch.arange(gw, device=dev)[None, None, :]
+    cover = ((ys >= r[:, 1, None, None]) & (ys < r[:, 3, None, None])
+             & (xs >= r[:, 0, None, None]) & (xs < r[:, 2, None, None]))  # [K, Gh, Gw]
+    # Boxes are in kept order within an image, so the last one painted has the highest row among its image's.
+    rows = torch.where(cover, torch.arange(k, device=dev)[:, None, None], -1)
+    top = torch.full((n_images, gh, gw), -1, dtype=torch.long, device=dev)
+    top = top.scatter_reduce(0, box_img[:, None, None].expand(-1, gh, gw), rows, "amax")
+    top = torch.where(top < 0, k + torch.arange(n_images, device=dev)[:, None, None], top)  # "nothing" rows
+    none_label = object_text.shape[0] - 1
+    sb = torch.cat([torch.cat([kept["scores"][:, None], g], 1), g.new_full((n_images, 5), -1.0)])  # [K + B, 5]
+    lab = torch.cat([kept["labels"], kept["labels"].new_full((n_images,), none_label)])
+    table = layout_mlp(torch.cat([sb, object_text[lab].to(sb.dtype)], -1))  # [K + B, Da]
+    return table[top]  # [B, Gh, Gw, Da]

@@ -144,15 +144,17 @@ def add_verb_scores(logits: Tensor, verb_scores: Tensor, alpha: float, hoi_verb:
 
 
 def zs_for_pairs(zs: Tensor, objects: Tensor, ov_to_hoi: Tensor, hoi_object: Tensor, text_mode: str) -> Tensor:
-    """One image's training-free HOI scores [C] -> [P, T] additions for P pairs whose object classes are `objects`.
+    """Training-free HOI scores -> [P, T] entries of P pairs whose object classes are `objects`.
 
+    zs: [C] (one image's scores, shared by its pairs) or [P, C] (each pair's image's scores).
     Verb mode (T = V): entry (p, v) gets the score of HOI (objects[p], v), 0 where that is not a class
     (`ov_to_hoi` [O, V], -1 = none). HOI mode (T = C): entry (p, c) gets zs[c] when c's object is the pair's object.
     """
     if text_mode == "verb":
         idx = ov_to_hoi[objects]  # [P, V]
-        return torch.where(idx >= 0, zs[idx.clamp_min(0)], zs.new_zeros(()))
-    return zs[None, :] * (hoi_object[None, :] == objects[:, None]).to(zs.dtype)
+        got = zs[idx.clamp_min(0)] if zs.ndim == 1 else zs.gather(1, idx.clamp_min(0))
+        return torch.where(idx >= 0, got, zs.new_zeros(()))
+    return (zs[None, :] if zs.ndim == 1 else zs) * (hoi_object[None, :] == objects[:, None]).to(zs.dtype)
 
 
 @torch.no_grad()

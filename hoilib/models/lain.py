@@ -13,6 +13,14 @@ Differences from the released code, all keeping its results for ViT-B/16 at 224 
   sees only itself and the patches and is seen by nothing, so a batch gives what image-by-image encoding gives.
 Attention (True = blocked, the same mask in all layers): HO_i sees itself and the patches; CLS and the patches see
 CLS and the patches. The image path therefore stays vanilla CLIP plus the adapters' updates.
+
+Two implementations of the same model, chosen by `fast_path` (config `model.fast_path`, speed only):
+- reference (`fast_path=False`): the above, literally: per-image detection dicts, the padded masked sequence
+  through open_clip's layers (`attention.block_reference`), per-image layout prior, outputs and loss targets;
+- fast (default): the whole batch as flat tensors (kept boxes [K, ...], pairs [P, ...] with their image index),
+  CLS and patches attended once per image and the HO rows as P x (G + 1) (`attention.block_split`), one merged
+  LA convolution, one layout-prior MLP call over distinct cell features, one min-IoU matrix for the loss targets.
+  Equal to the reference up to float summation order (tests/models/test_fast_paths.py).
 """
 from __future__ import annotations
 
@@ -22,13 +30,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..kernels.ho_attention import pair_layout
 from . import hoiclip
 from .adapters import AdapterContext, plan_rois
+from .attention import block_reference, block_split, check_block
 from .clip_backbone import preprocess
-from .ho_tokens import box_features, ho_tokens, layout_prior
+from .ho_tokens import box_features, ho_tokens, layout_prior, layout_prior_batched
 from .hoiclip import VerbClassifierHead
 from .losses import interaction_loss
-from .pairs import assign_positives, make_pairs, scale_boxes, select_detections
+from .pairs import (assign_positives, assign_positives_batched, make_pairs, make_pairs_batched, scale_boxes,
+                    select_detections)
 from .text import FrozenTextEncoder, PromptLearner, tokenize_prompts
 
 
@@ -61,7 +72,8 @@ class LAIN(nn.Module):
                  focal_alpha: float = 0.5, focal_gamma: float = 0.2, fg_iou: float = 0.5,
                  lambda_train: float = 1.0, lambda_test: float = 2.8, image_mean=(0.485, 0.456, 0.406),
                  image_std=(0.229, 0.224, 0.225), verb_head: VerbClassifierHead | None = None,
-                 verb_alpha: float = 0.5, zs_topk: int = 0, zs_rule: str = "hoiclip"):
+                 verb_alpha: float = 0.5, zs_topk: int = 0, zs_rule: str = "hoiclip", fast_path: bool = True,
+                 kernel_impl: str = "auto"):
         super().__init__()
         check_vision_tower(clip)
         vis = clip.visual
@@ -121,6 +133,20 @@ class LAIN(nn.Module):
         self._text_cache = None
         self._hoi_text = None
         self._masks = {}
+        if kernel_impl not in ("auto", "triton", "torch"):
+            raise ValueError(f"kernel_impl must be 'auto', 'triton' or 'torch', got {kernel_impl!r}")
+        self.kernel_impl = kernel_impl
+        self.fast_path = fast_path
+
+    @property
+    def fast_path(self) -> bool:
+        """True: the fast implementation (default); False: the reference one (see the module docstring)."""
+        return self._fast_path
+
+    @fast_path.setter
+    def fast_path(self, value: bool) -> None:
+        self._fast_path = bool(value)
+        self.text_encoder.fast = self._fast_path
 
     # ---- properties and helpers for the engine ---------------------------------------------------------
     @property
@@ -235,6 +261,8 @@ class LAIN(nn.Module):
             raise ValueError(f"images must be [B, 3, {s}, {s}], got {tuple(images.shape)}")
         if len(detections) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {len(detections)} detection sets")
+        if self.fast_path:
+            return self._forward_fast(images, detections, seen_mask)
         kept = [self._select(d) for d in detections]
         valid = self._validity(seen_mask)
         lam = self.lambda_train if self.training else self.lambda_test
@@ -274,6 +302,111 @@ class LAIN(nn.Module):
         out["pairs"] = make_pairs(n_h, int(keep.numel()), device=boxes.device)
         return out
 
+    # ---- the fast path: the whole batch as flat tensors ---------------------------------------------------------
+    def _forward_fast(self, images: Tensor, detections: list, seen_mask: Tensor | None) -> list:
+        """`forward` on flat tensors: one encode of every image with pairs, one logit and prior computation."""
+        if not detections:
+            return []
+        k = self._select_batch(detections)
+        valid = self._validity(seen_mask)
+        lam = self.lambda_train if self.training else self.lambda_test
+        pairs = k["pairs"]
+        if pairs.shape[0]:
+            active = [b for b, c in enumerate(k["n_pair"]) if c]
+            enc = k if len(active) == len(detections) else _flat_subset(k, active)
+            o = self._encode_flat(images[active] if len(active) < len(detections) else images, enc)  # [P, E]
+            scale = self.logit_scale.exp()
+            logits = scale * F.normalize(o, dim=-1) @ self.text_features().t()
+            if self.verb_head is not None:
+                logits = hoiclip.add_verb_scores(logits, scale * self.verb_head(o), self.verb_alpha,
+                                                 None if self.text_mode == "verb" else self.hoi_verb)
+        else:
+            logits = images.new_zeros(0, self.num_targets)
+        zs = None
+        if pairs.shape[0] and not self.training and self.zs_topk > 0:  # HOICLIP's training-free scores, per pair
+            zs = hoiclip.zs_for_pairs(self.zero_shot_scores(images)[k["pair_img"]], k["labels"][k["po"]],
+                                      self.ov_to_hoi, self.hoi_object, self.text_mode)
+        s = k["scores"]
+        prior = (s[k["ph"]].pow(lam) * s[k["po"]].pow(lam))[:, None] * valid[k["labels"][k["po"]]].to(s.dtype)
+        split = lambda t, n: t.split(n)  # noqa: E731  views, image after image
+        out = [dict(boxes=bx, scores=sc, labels=lb, pairs=pr, logits=lg, prior=pp) for bx, sc, lb, pr, lg, pp in zip(
+            split(k["boxes"], k["n_box"]), split(s, k["n_box"]), split(k["labels"], k["n_box"]),
+            split(pairs, k["n_pair"]), split(logits, k["n_pair"]), split(prior, k["n_pair"]))]
+        if zs is not None:
+            for o, z in zip(out, split(zs, k["n_pair"])):
+                o["zs"] = z
+        return out
+
+    def _select_batch(self, detections: list) -> dict:
+        """`_select` of a batch as one flat dict (see `_flat_index` for the fields).
+
+        The class-wise NMS and the per-group score/count rules stay one call per image: torchvision's batched_nms
+        separates classes by offsetting boxes by (class x largest coordinate), so one call over a whole batch
+        would compute IoUs at other float offsets than the per-image call and could flip a decision at IoU 0.5.
+        """
+        keeps, n_h = [], []
+        for d in detections:
+            keep, nh = select_detections(d["boxes"], d["scores"], d["labels"].long(), nms_thresh=self.nms_thresh,
+                                         score_thresh=self.box_score_thresh, min_instances=self.min_instances,
+                                         max_instances=self.max_instances)
+            keeps.append(keep)
+            n_h.append(nh)
+        dev = self.device
+        n_det = torch.as_tensor([int(d["boxes"].shape[0]) for d in detections], device=dev)
+        n_box = [int(kp.numel()) for kp in keeps]
+        idx = torch.cat(keeps) + torch.repeat_interleave(torch.cumsum(n_det, 0) - n_det,
+                                                         torch.as_tensor(n_box, device=dev))
+        feats = None
+        if all(d.get("feats") is not None for d in detections):
+            feats = torch.cat([d["feats"] for d in detections])[idx].float()
+        pairs = make_pairs_batched(torch.as_tensor(n_h, device=dev), torch.as_tensor(n_box, device=dev))
+        n_pair = torch.bincount(pairs[:, 0], minlength=len(detections)).tolist()
+        return _flat_index(dict(boxes=torch.cat([d["boxes"] for d in detections])[idx].float(),
+                                scores=torch.cat([d["scores"] for d in detections])[idx].float(),
+                                labels=torch.cat([d["labels"] for d in detections])[idx].long(), feats=feats,
+                                n_box=n_box, pairs=pairs[:, 1:], n_pair=n_pair))
+
+    def _encode_flat(self, images: Tensor, k: dict, return_tokens: bool = False):
+        """`encode` on the flat form: [P, E] projected HO tokens (and the final [B, 1 + G, D] image tokens)."""
+        vis = self.clip.visual
+        b, d = images.shape[0], self.width
+        gh, gw = self.grid
+        dev = images.device
+        with torch.no_grad():  # the frozen patch embedding
+            pe = vis.conv1(images.to(vis.conv1.weight.dtype))  # [B, D, Gh, Gw]
+            pe = pe + vis.positional_embedding[1:].t().reshape(1, d, gh, gw).to(pe.dtype)
+        patches = pe.flatten(2).transpose(1, 2)  # [B, G, D]
+        cls = (vis.class_embedding + vis.positional_embedding[0]).to(patches.dtype).expand(b, 1, d)
+        boxes, n_all = k["boxes"], k["boxes"].shape[0]
+        img = torch.arange(b, device=dev)
+        full = images.new_tensor([0.0, 0.0, self._size, self._size]).expand(b, 4)
+        rois = torch.cat([torch.cat([k["box_img"][:, None].to(boxes.dtype), boxes], 1),
+                          torch.cat([img[:, None].to(boxes.dtype), full], 1)])
+        pair_h, pair_o = torch.cat([k["ph"], n_all + img]), torch.cat([k["po"], n_all + img])
+
+        uses_ia = self.adapters is not None and any(a.ia is not None for a in self.adapters)
+        plan = None
+        if uses_ia or self.ho_feature == "clip_roi":
+            plan = plan_rois(rois, b, self.grid, self.ho_roi_size, self.spatial_scale)
+        f = box_features(self.ho_feature, k, patches, plan, self.det_feat_dim)  # [K, F]
+        tok = ho_tokens(self.query_proj, f, k["ph"], k["po"])  # [P, D]
+        n = 1 + gh * gw
+        x = vis.ln_pre(torch.cat([torch.cat([cls, patches], 1).reshape(b * n, d), tok.to(patches.dtype)]))
+        ctx = None
+        if self.adapters is not None:
+            layout = None
+            if self.layout_mlp is not None:
+                layout = layout_prior_batched(self.layout_mlp, k, b, self.object_text, self.grid, self._size)
+            ctx = AdapterContext(n_tok=1, grid=self.grid, layout=layout, rois=plan, tok_batch=None, tok_slot=None,
+                                 pair_h=pair_h, pair_o=pair_o)
+        layout_p = pair_layout(k["n_pair"], dev)
+        for i, blk in enumerate(vis.transformer.resblocks):
+            if ctx is not None:
+                x = self.adapters[i].forward_flat(x, b, ctx)
+            x = block_split(blk, x, b, layout_p, self.kernel_impl)
+        out = vis.ln_post(x[b * n:]) @ vis.proj  # [P, E]
+        return (out, x[:b * n].view(b, n, d)) if return_tokens else out
+
     def _validity(self, seen_mask: Tensor | None) -> Tensor:
         if seen_mask is None and not self.training:
             return self.valid_all
@@ -303,10 +436,20 @@ class LAIN(nn.Module):
         Args:
             images: [B, 3, S, S]; kept: B dicts from `_select` (boxes, scores, labels, feats, pairs), each with
                 at least one pair.
-            return_tokens: also return the final residual stream [B, N_max + 1 + G, D] (for tests).
+            return_tokens: also return the final image tokens [B, 1 + G, D] (CLS, patches; for tests).
         Returns:
             B tensors [P_b, E]: the projected (unnormalised) HO tokens.
         """
+        if self.fast_path:
+            flat = _flat_index(dict(
+                boxes=torch.cat([k["boxes"] for k in kept]), scores=torch.cat([k["scores"] for k in kept]),
+                labels=torch.cat([k["labels"] for k in kept]),
+                feats=None if any(k["feats"] is None for k in kept) else torch.cat([k["feats"] for k in kept]),
+                n_box=[int(k["boxes"].shape[0]) for k in kept], pairs=torch.cat([k["pairs"] for k in kept]),
+                n_pair=[int(k["pairs"].shape[0]) for k in kept]))
+            out = self._encode_flat(images, flat, return_tokens)
+            feats = list((out[0] if return_tokens else out).split(flat["n_pair"]))
+            return (feats, out[1]) if return_tokens else feats
         vis = self.clip.visual
         b, d = images.shape[0], self.width
         gh, gw = self.grid
@@ -358,10 +501,10 @@ class LAIN(nn.Module):
         for i, blk in enumerate(vis.transformer.resblocks):
             if ctx is not None:
                 x = self.adapters[i](x, ctx)
-            x = run_block(blk, x, mask)
+            x = block_reference(blk, x, mask)
         out = vis.ln_post(x[tok_batch[:p_tot], tok_slot[:p_tot]]) @ vis.proj  # [P, E]
         feats = list(out.split(counts))
-        return (feats, x) if return_tokens else feats
+        return (feats, x[:, n_max:]) if return_tokens else feats
 
     def _attention_mask(self, n: int, g: int, device) -> Tensor:
         """[L, L] bool, True = blocked, L = n + 1 + g: HO_i sees itself and the patches; CLS and the patches see
@@ -394,6 +537,8 @@ class LAIN(nn.Module):
         if len(outputs) != len(targets):
             raise ValueError(f"{len(outputs)} outputs but {len(targets)} targets")
         key = "verb" if self.text_mode == "verb" else "hoi"
+        if self.fast_path:
+            return self._loss_fast(outputs, targets, key)
         logits, prior, labels = [], [], []
         for out, tgt in zip(outputs, targets):
             pairs = out["pairs"]
@@ -410,6 +555,31 @@ class LAIN(nn.Module):
             self._sync_num_pos(0)  # every process must join the all-reduce
             return dict(loss=zero, loss_focal=zero.detach(), num_pos=0)
         logits, prior, labels = torch.cat(logits), torch.cat(prior), torch.cat(labels)
+        n_local = int((labels[prior > 0] > 0).sum())
+        loss, n_pos = interaction_loss(logits.float(), prior.float(), labels.float(), alpha=self.focal_alpha,
+                                       gamma=self.focal_gamma, num_pos=self._sync_num_pos(n_local))
+        return dict(loss=loss, loss_focal=loss.detach(), num_pos=n_pos)
+
+    def _loss_fast(self, outputs: list, targets: list, key: str) -> dict:
+        """`compute_loss` with the positives of the whole batch from one min-IoU matrix."""
+        n_pair = [int(o["pairs"].shape[0]) for o in outputs]
+        if not sum(n_pair):
+            zero = self.logit_scale * 0.0
+            self._sync_num_pos(0)
+            return dict(loss=zero, loss_focal=zero.detach(), num_pos=0)
+        dev = outputs[0]["boxes"].device
+        boxes = torch.cat([o["boxes"] for o in outputs])
+        n_box = torch.as_tensor([int(o["boxes"].shape[0]) for o in outputs], device=dev)
+        pair_img = torch.repeat_interleave(torch.arange(len(outputs), device=dev), torch.as_tensor(n_pair, device=dev))
+        rows = torch.cat([o["pairs"] for o in outputs]) + (torch.cumsum(n_box, 0) - n_box)[pair_img, None]
+        n_gt = torch.as_tensor([int(len(t[key])) for t in targets], device=dev)
+        gt_img = torch.repeat_interleave(torch.arange(len(targets), device=dev), n_gt)
+        labels = assign_positives_batched(
+            boxes[rows[:, 0]], boxes[rows[:, 1]], pair_img, torch.cat([t["boxes_h"] for t in targets]),
+            torch.cat([t["boxes_o"] for t in targets]), torch.cat([torch.as_tensor(t[key]) for t in targets]).long(),
+            gt_img, self.num_targets, self.fg_iou, impl=self.kernel_impl)
+        logits = torch.cat([o["logits"] for o in outputs])
+        prior = torch.cat([o["prior"] for o in outputs])
         n_local = int((labels[prior > 0] > 0).sum())
         loss, n_pos = interaction_loss(logits.float(), prior.float(), labels.float(), alpha=self.focal_alpha,
                                        gamma=self.focal_gamma, num_pos=self._sync_num_pos(n_local))
@@ -500,23 +670,36 @@ def check_vision_tower(clip: nn.Module) -> None:
         raise ValueError(f"positional embedding has {vis.positional_embedding.shape[0]} rows, expected "
                          f"{g[0] * g[1] + 1} for a {g[0]}x{g[1]} grid")
     for i, blk in enumerate(vis.transformer.resblocks):
-        if not (isinstance(getattr(blk, "attn", None), nn.MultiheadAttention)
-                and all(hasattr(blk, a) for a in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2"))):
+        if not check_block(blk):
             raise ValueError(f"CLIP vision layer {i} is not an open_clip ResidualAttentionBlock "
-                             f"(ln_1, attn, ls_1, ln_2, mlp, ls_2); LAIN cannot run it")
+                             f"(ln_1, attn, ls_1, ln_2, mlp, ls_2) with plain self-attention; LAIN cannot run it")
 
 
-def run_block(blk: nn.Module, x: Tensor, mask: Tensor) -> Tensor:
-    """One frozen open_clip ResidualAttentionBlock with a boolean attention mask (True = blocked).
+def _flat_index(k: dict) -> dict:
+    """Complete a flat batch of kept detections with its index tensors.
 
-    Calls its parts directly: open_clip's own `attention()` casts the mask to the activation dtype, which would turn
-    a boolean mask into an additive 0/1 mask.
+    In: boxes [K, 4], scores [K], labels [K], feats [K, F] or None (image after image, kept order), n_box (B ints),
+    pairs [P, 2] (human, object) indices within each image, n_pair (B ints).
+    Adds: box_img [K] and pair_img [P] (image of each box / pair); ph, po [P] rows of each pair's boxes in [K].
     """
-    h = blk.ln_1(x)
-    if not blk.attn.batch_first:
-        h = h.transpose(0, 1)
-    a = blk.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-    if not blk.attn.batch_first:
-        a = a.transpose(0, 1)
-    x = x + blk.ls_1(a)
-    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+    dev = k["boxes"].device
+    n_box = torch.as_tensor(k["n_box"], device=dev)
+    img = torch.arange(len(k["n_box"]), device=dev)
+    k["box_img"] = torch.repeat_interleave(img, n_box)
+    k["pair_img"] = torch.repeat_interleave(img, torch.as_tensor(k["n_pair"], device=dev))
+    rows = k["pairs"] + (torch.cumsum(n_box, 0) - n_box)[k["pair_img"], None]
+    k["ph"], k["po"] = rows[:, 0], rows[:, 1]
+    return k
+
+
+def _flat_subset(k: dict, images: list) -> dict:
+    """The flat batch `k` restricted to the given images (in order)."""
+    keep = torch.zeros(len(k["n_box"]), dtype=torch.bool, device=k["boxes"].device)
+    keep[images] = True
+    box = keep[k["box_img"]]
+    pair = keep[k["pair_img"]]
+    return _flat_index(dict(boxes=k["boxes"][box], scores=k["scores"][box], labels=k["labels"][box],
+                            feats=None if k["feats"] is None else k["feats"][box],
+                            n_box=[k["n_box"][b] for b in images], pairs=k["pairs"][pair],
+                            n_pair=[k["n_pair"][b] for b in images]))
+

@@ -65,6 +65,19 @@ def make_pairs(n_human: int, n: int, device=None) -> Tensor:
     return torch.nonzero((x != y) & (x < n_human))
 
 
+def make_pairs_batched(n_human: Tensor, n: Tensor) -> Tensor:
+    """`make_pairs` of B images at once: n_human, n: [B] int64 -> [P, 3] int64 (image, x, y), image after image,
+    each image's pairs in `make_pairs` order."""
+    n_human = torch.where(n > 1, n_human, torch.zeros_like(n_human))
+    cand = n_human * n  # candidates (x < n_human, any y) of each image, row-major
+    img = torch.repeat_interleave(torch.arange(n.shape[0], device=n.device), cand)
+    start = torch.cumsum(cand, 0) - cand
+    i = torch.arange(img.shape[0], device=n.device) - start[img]
+    x, y = i // n[img], i % n[img]
+    keep = x != y
+    return torch.stack([img[keep], x[keep], y[keep]], 1)
+
+
 def scale_boxes(boxes: Tensor, from_size: tuple, to_size: tuple) -> Tensor:
     """Rescale xyxy boxes from a (W, H) frame to another (W', H') frame (axis-aligned, IoU-preserving)."""
     (w0, h0), (w1, h1) = from_size, to_size
@@ -100,6 +113,27 @@ def paint_layout(boxes: Tensor, grid: tuple, image_size: tuple) -> tuple[Tensor,
         torch.full((gh, gw), -1, dtype=torch.long, device=boxes.device)
     index = torch.where(top < 0, torch.full_like(top, k), top)
     return index, g
+
+
+def assign_positives_batched(boxes_h: Tensor, boxes_o: Tensor, pair_img: Tensor, gt_boxes_h: Tensor,
+                             gt_boxes_o: Tensor, gt_classes: Tensor, gt_img: Tensor, num_classes: int,
+                             fg_iou: float = 0.5, impl: str = "auto") -> Tensor:
+    """`assign_positives` of a whole batch at once: pairs and ground truth of all images, each with its image index
+    (pair_img [P], gt_img [M]); a pair only matches ground truth of its own image. The min-IoU matrix comes from
+    `kernels.pair_min_iou` (Triton on CUDA with impl "auto"/"triton"), equal to the two box_iou matrices' minimum.
+    Returns [P, num_classes] float 0/1."""
+    from ..kernels import pair_min_iou
+
+    labels = torch.zeros(boxes_h.shape[0], num_classes, device=boxes_h.device)
+    if boxes_h.shape[0] == 0 or gt_boxes_h.shape[0] == 0:
+        return labels
+    if int(gt_classes.min()) < 0 or int(gt_classes.max()) >= num_classes:
+        raise ValueError(f"ground-truth class out of range [0, {num_classes}): "
+                         f"{int(gt_classes.min())}..{int(gt_classes.max())}")
+    iou = pair_min_iou(boxes_h.float(), boxes_o.float(), gt_boxes_h.float(), gt_boxes_o.float(), impl=impl)
+    p, m = torch.nonzero((iou >= fg_iou) & (pair_img[:, None] == gt_img[None, :])).unbind(1)
+    labels[p, gt_classes[m]] = 1
+    return labels
 
 
 def assign_positives(boxes_h: Tensor, boxes_o: Tensor, gt_boxes_h: Tensor, gt_boxes_o: Tensor,

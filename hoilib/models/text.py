@@ -15,6 +15,8 @@ import torch
 from open_clip.transformer import text_global_pool
 from torch import Tensor, nn
 
+from .attention import block_dense, block_rows, check_block
+
 
 def _placeholder_id(tokenizer) -> int:
     ids = tokenizer.encode("X")
@@ -43,6 +45,9 @@ class FrozenTextEncoder(nn.Module):
     forward(embeddings [N, L, W], tokens [N, L]) -> [N, E] (unnormalised, after the text projection).
     `causal=False` reproduces the official LAIN code, whose modified CLIP drops the text causal mask (its
     `ResidualAttentionBlock.attention` ignores the stored mask); sequences are then not cut.
+    `fast` (set by the owning model, `model.fast_path`): run the layers with `attention.block_dense` (one q/k/v
+    projection and SDPA per layer) instead of open_clip's Transformer, and the last one for the pooled row only
+    (`attention.block_rows`); same result up to float summation order.
     """
 
     def __init__(self, clip: nn.Module, causal: bool = True):
@@ -50,6 +55,7 @@ class FrozenTextEncoder(nn.Module):
         # Plain attribute (not a submodule): the CLIP weights belong to, and are frozen by, the owning model.
         self.__dict__["clip"] = clip
         self.causal = causal
+        self.fast = False
 
     def embed(self, tokens: Tensor) -> Tensor:
         return self.clip.token_embedding(tokens)
@@ -60,11 +66,18 @@ class FrozenTextEncoder(nn.Module):
         if self.causal:
             length = int(tokens.argmax(-1).max()) + 1 if clip.text_pool_type == "argmax" else length
         x = x[:, :length] + clip.positional_embedding[:length].to(x.dtype)
-        mask = clip.attn_mask[:length, :length].to(x.dtype) if (self.causal and clip.attn_mask is not None) else None
-        x = clip.transformer(x, attn_mask=mask)
-        x = clip.ln_final(x)
-        x = text_global_pool(x, tokens[:, :length], clip.text_pool_type,
-                             eos_token_id=getattr(clip, "text_eos_id", None))
+        causal = self.causal and clip.attn_mask is not None
+        blocks = clip.transformer.resblocks
+        if self.fast and clip.text_pool_type == "argmax" and all(check_block(b) for b in blocks):
+            for blk in blocks[:-1]:
+                x = block_dense(blk, x, is_causal=causal)
+            # Only the end-of-text (largest id) token is pooled: the last layer runs for that row alone.
+            x = clip.ln_final(block_rows(blocks[-1], x, tokens[:, :length].argmax(-1), is_causal=causal))
+        else:
+            x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length].to(x.dtype) if causal else None)
+            x = clip.ln_final(x)
+            x = text_global_pool(x, tokens[:, :length], clip.text_pool_type,
+                                 eos_token_id=getattr(clip, "text_eos_id", None))
         if clip.text_projection is not None:
             x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
         return x
