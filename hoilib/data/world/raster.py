@@ -105,38 +105,10 @@ class _Raster:
         h = wd / 2
         xs, ys = zip(*pts)
         w = self._win(min(xs) - h, min(ys) - h, max(xs) + h, max(ys) + h)
-        if not w:
-            return
-        X, Y = self.cx[:, w[2]:w[3]], self.cy[w[0]:w[1]]
-        if len(pts) > 3:
-            self._fill(w, self._polyline_d2(xs, ys, X, Y) <= h * h, paint)
-            return
-        best = _seg_d2(X, Y, xs[0], ys[0], xs[1], ys[1])
-        for i in range(2, len(pts)):
-            np.minimum(best, _seg_d2(X, Y, xs[i - 1], ys[i - 1], xs[i], ys[i]), out=best)
-        self._fill(w, best <= h * h, paint)
-
-    @staticmethod
-    def _polyline_d2(xs, ys, X, Y):
-        """[H, W] squared distance to the polyline through (xs, ys), all its segments at once (for 3 or more
-        segments this takes fewer numpy calls than segment by segment). The float32 operations are those of
-        `_segments` (each scalar rounded to float32 as numpy does for a Python float), so the masks are equal."""
-        rows = ([], [], [], [], [], [])  # per segment: start x, y, dx / L2, dy / L2, dx, dy
-        for i in range(1, len(xs)):
-            ax, ay = xs[i - 1], ys[i - 1]
-            dx, dy = xs[i] - ax, ys[i] - ay
-            L2 = dx * dx + dy * dy
-            # a point segment: zero coefficients give t = 0, hence the distance to its start, as in `_segments`
-            cx, cy = (dx / L2, dy / L2) if L2 >= 1e-12 else (0.0, 0.0)
-            for r, v in zip(rows, (ax, ay, cx, cy, dx, dy)):
-                r.append(v)
-        c = np.array(rows, np.float32)[:, :, None, None]  # [6, K, 1, 1]
-        Xa, Ya = X - c[0], Y - c[1]  # [K, 1, W], [K, H, 1]
-        t = Xa * c[2] + Ya * c[3]
-        np.maximum(t, 0.0, out=t)
-        np.minimum(t, 1.0, out=t)
-        px, py = Xa - t * c[4], Ya - t * c[5]
-        return (px * px + py * py).min(0)
+        if w:
+            X, Y = self.cx[:, w[2]:w[3]], self.cy[w[0]:w[1]]
+            d2 = _seg_d2(X, Y, xs[0], ys[0], xs[1], ys[1]) if len(pts) == 2 else _polyline_d2(xs, ys, X, Y)
+            self._fill(w, d2 <= h * h, paint)
 
     def result(self) -> np.ndarray:
         """[S, S, 3] uint8: the SS x SS box-filtered canvas (rounded mean; summed rows first, then columns)."""
@@ -177,6 +149,31 @@ def _seg_d2(X, Y, ax, ay, bx, by):
     np.minimum(t, 1.0, out=t)
     px, py = Xa - t * dx, Ya - t * dy
     return px * px + py * py
+
+
+def _polyline_d2(xs, ys, X, Y):
+    """[H, W] squared distance to the polyline through (xs, ys): `_seg_d2` of all its segments at once (fewer numpy
+    calls), minimised. The float32 operations are those of `_seg_d2`, each Python scalar rounded to float32 as
+    numpy does, so the distances are the same bits."""
+    flat = []  # per segment: start x, y, dx / L2, dy / L2, dx, dy
+    for i in range(1, len(xs)):
+        ax, ay = xs[i - 1], ys[i - 1]
+        dx, dy = xs[i] - ax, ys[i] - ay
+        L2 = dx * dx + dy * dy
+        # a point segment: zero coefficients give t = 0, hence the distance to its start, as in `_seg_d2`
+        flat += (ax, ay, dx / L2, dy / L2, dx, dy) if L2 >= 1e-12 else (ax, ay, 0.0, 0.0, dx, dy)
+    c = np.array(flat, np.float32).reshape(-1, 6, 1, 1)  # [K, 6, 1, 1]
+    Xa, Ya = X - c[:, 0], Y - c[:, 1]  # [K, 1, W], [K, H, 1]
+    t = Xa * c[:, 2] + Ya * c[:, 3]
+    np.maximum(t, 0.0, out=t)
+    np.minimum(t, 1.0, out=t)
+    px, py = Xa - t * c[:, 4], Ya - t * c[:, 5]
+    d2 = px * px
+    d2 += py * py
+    best = np.minimum(d2[0], d2[1])  # (pairwise minima: a reduction costs more for 2-3 segments)
+    for k in range(2, len(d2)):
+        np.minimum(best, d2[k], out=best)
+    return best
 
 
 @lru_cache(maxsize=4)
