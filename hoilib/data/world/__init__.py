@@ -18,15 +18,15 @@ Modules, each building on the ones before it:
     store         the on-disk cache (`build_world`)
 
 Two versions (`cfg.world.version`): 1 is the first world (mostly one person, groups apart, backgrounds independent
-of the labels), kept byte for byte; 2 (the default) has crowded scenes whose background misleads a whole-image
-judgement (see `scene` and `backgrounds`).
+of the labels), kept byte for byte (`WorldConfig(**VERSION_1)` is its default); 2 (the default) has crowded scenes
+whose background misleads a whole-image judgement (see `scene` and `backgrounds`).
 `python -m hoilib.data.world --bench | --preview out.png` is the command line (`__main__`).
 """
-from .generate import bench, class_distribution, generate_split
+from .generate import VERSION_1, bench, class_distribution, generate_split
 from .stats import crowding, scene_verb_association, world_statistics
 from .store import WorldData, build_world
 from .vocabulary import OBJECTS, VERBS, make_caption, parse_caption, world_vocabulary
 
-__all__ = ["OBJECTS", "VERBS", "WorldData", "bench", "build_world", "class_distribution", "crowding",
+__all__ = ["OBJECTS", "VERBS", "VERSION_1", "WorldData", "bench", "build_world", "class_distribution", "crowding",
            "generate_split", "make_caption", "parse_caption", "scene_verb_association", "world_statistics",
            "world_vocabulary"]

@@ -1,6 +1,6 @@
 """Command line of the built-in HOI world: `python -m hoilib.data.world --bench` prints the generation speed on one
 core; `--preview out.png` renders an annotated grid of training images; `--version 1` selects the first world
-(with its default of 3 people at most)."""
+(with its own defaults, VERSION_1)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import json
 
 from ...config import WorldConfig
 from ...plotting import show_hoi_grid
-from .generate import _annotations, bench, generate_split
+from .generate import VERSION_1, _annotations, bench, generate_split
 from .vocabulary import world_vocabulary
 
 
@@ -23,7 +23,7 @@ def _main(argv=None) -> None:
     if args.bench:
         print(json.dumps(bench(args.n, args.size, version=args.version)))
     if args.preview:
-        wc = WorldConfig(version=args.version, **({"max_people": 3} if args.version == 1 else {}))
+        wc = WorldConfig(**(VERSION_1 if args.version == 1 else {}))
         n = min(args.n, 24)
         images, meta = generate_split(wc, "train", n)
         ann = _annotations(meta, "train", wc.image_size, world_vocabulary())

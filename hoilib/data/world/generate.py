@@ -3,8 +3,9 @@ annotations (HICO-DET format) and every drawn instance.
 
 HOI class frequencies are long-tailed (Zipf with exponent `cfg.world.long_tail` over a seeded class ranking): per
 split a shuffled list of class quotas (>= 1 training and >= 2 test pairs for every class), then i.i.d. draws.
-Default world (3,000 training images): ~6,500 training pairs, 23-24 of 95 classes rare (< 10 pairs; HICO-DET:
-138 of 600), counts from 5 to ~1,300.
+Default world (version 2, 3,000 training images): ~10,800 training pairs, 26 of 95 classes rare (< 10 pairs;
+HICO-DET: 138 of 600), counts from 5 to ~3,000; version 1 (VERSION_1): ~6,500 pairs, 23 rare, 5 to ~1,300.
+The validation split (`cfg.world.n_val` images) follows the training distribution in a stream of its own.
 
 Captions for CLIP pretraining name every interaction of an image ("a photo of a person riding a horse and sitting
 on a horse, a person feeding a horse"); they come from a separate pool of `cfg.world.n_caption` images drawn with a
@@ -31,6 +32,8 @@ from .vocabulary import OBJECTS, PERSON, world_vocabulary
 
 # Each split is its own random stream of the same world.
 _SPLIT_IDS = {"train": 1, "test": 2, "caption": 3, "bench": 4, "val": 5}
+# The world fields whose defaults changed with version 2: WorldConfig(**VERSION_1) is the first world's default.
+VERSION_1 = {"version": 1, "max_people": 3, "long_tail": 1.2}
 
 
 def _classes_per_image(wc, split: str) -> float:
@@ -150,8 +153,9 @@ def _entities(meta, filenames) -> DetectionCache:
 
 def bench(n: int = 2000, image_size: int = 64, seed: int = 0, version: int = WorldConfig.version) -> dict:
     """Generation speed on one core: renders n training-like images of the default world of `version` (version 1
-    with its default of 3 people at most; no caching, no torch)."""
-    wc = WorldConfig(seed=seed, image_size=image_size, version=version, **({"max_people": 3} if version == 1 else {}))
+    with its own defaults, VERSION_1; no caching, no torch)."""
+    wc = WorldConfig(**{"seed": seed, "image_size": image_size, "version": version,
+                        **(VERSION_1 if version == 1 else {})})
     generate_split(wc, "bench", 20)  # warm caches (texture patterns, noise bank)
     t0, c0 = time.perf_counter(), time.process_time()
     generate_split(wc, "bench", n)

@@ -8,7 +8,7 @@ no_interaction. Close-ups (the caption pool's object-centric "web photos") show 
 
 Version 1: 1..max_people people (mostly one), groups apart with a margin, backgrounds independent of the labels.
 Version 2: min_people..max_people people (bystanders who do nothing fill up), groups that overlap (a pair's union
-box holds other people and objects), more sharing, long-range variants of throw / walk / hold a kite / look_at,
+box holds other people and objects), long-range variants of throw / walk / hold a kite / look_at,
 and a background scene chosen after the labels (`_pick_scene`): the home scene of one of the image's verbs in the
 caption pool, of a verb nobody in the image does in the HOI splits.
 """
@@ -33,9 +33,9 @@ from .vocabulary import BALL, HOLD, LOOK, NOI, OBJECTS, PERSON, VERBS, make_capt
 _PEOPLE_WEIGHTS = (0.45, 0.35, 0.2)  # version 1: 1, 2, 3 people (then uniform) before truncation to max_people
 P_SHARE = 0.7  # probability that an extra person tries to join an existing group (same object, a different verb)
 SHARE_LOOKAHEAD = 600
-# Version 2: more sharing, and the long-range variant of an interaction (throw, walk a dog, hold a kite, look_at an
-# object) drawn with probability P_FAR.
-P_SHARE_V2, P_FAR = 0.8, 0.6
+# Version 2: the long-range variant of an interaction (throw, walk a dog, hold a kite, look_at an object) is drawn
+# with this probability.
+P_FAR = 0.6
 # Version 2: each group after the first is centred over a point of a placed one, and may overlap any placed group
 # by at most this fraction of the smaller box (group boxes are loose: bodies and objects overlap less). Measured on
 # 400 test images, crowded pairs (`stats.crowding`): 0.35 -> 32% (and groups left without a place: 2.6 people per
@@ -126,12 +126,12 @@ def _n_people(R, rec, close_up):
 def _compose(R, stream, hoi, lut, n_people, max_people, max_objects, v2=False, min_people=0):
     """Groups of one image: people doing stream classes (some joining others' objects) plus distractors.
 
-    v2: version 2 sharing and long-range variants; min_people: bystanders are added up to this many people."""
-    p_share, p_far = (P_SHARE_V2, P_FAR) if v2 else (P_SHARE, 0.0)
+    v2: version 2's long-range variants; min_people: bystanders are added up to this many people."""
+    p_far = P_FAR if v2 else 0.0
     groups, people, objs = [], 0, 0
     while people < n_people:
         room = n_people - people
-        if groups and R.random() < p_share:
+        if groups and R.random() < P_SHARE:
             # a deep look ahead: classes sharing an object with the image's groups are a small minority
             ok = set().union(*(_attachable(g) for g in groups))
             ok = {int(lut[o, v]) for v, o in ok}

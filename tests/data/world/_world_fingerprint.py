@@ -1,7 +1,9 @@
 """sha256 of every artefact of a built world, for byte-identity checks across code changes.
 
-`python tests/data/world/_world_fingerprint.py OUT.json [--v1]` writes the fingerprints of the reference configs
-below; comparing the files written before and after a change of the generator shows which artefacts moved.
+`python tests/data/world/_world_fingerprint.py OUT.json` writes the fingerprints of the reference configs below in
+world version 1 (VERSION_1 under each); comparing the files written before and after a change of the generator
+shows which artefacts moved. (Before version 2 existed, the reference fields alone gave the same worlds: VERSION_1
+held the defaults then.)
 Images, annotation and caption JSON and protocols are hashed as files; .npz archives (entities, detections) by
 their arrays (names, dtypes, shapes, bytes), because a zip member carries the time it was written. meta.json holds
 the cache key and the whole world section, which change with the code and the config fields: only its counts are
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hoilib.config import ExperimentConfig
-from hoilib.data.world import build_world
+from hoilib.data.world import VERSION_1, build_world
 
 # Reference configs: the full default size, a small and a tiny one, and two with every other world field changed.
 REFERENCE = {
@@ -63,10 +65,7 @@ def fingerprint(world: dict, cache_dir) -> dict:
 
 
 if __name__ == "__main__":
-    # --v1: the same configs with the fields that select the first world (version 1, its 1..3 people)
-    extra = {"version": 1} if "--v1" in sys.argv else {}
     with tempfile.TemporaryDirectory() as tmp:
-        result = {name: fingerprint({"max_people": 3, **world, **extra}, Path(tmp) / name)
-                  for name, world in REFERENCE.items()}
+        result = {name: fingerprint({**VERSION_1, **world}, Path(tmp) / name) for name, world in REFERENCE.items()}
     Path(sys.argv[1]).write_text(json.dumps(result, indent=2, sort_keys=True))
     print(json.dumps(result, indent=2, sort_keys=True))

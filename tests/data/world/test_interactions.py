@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from hoilib.data.world import world_vocabulary
+from hoilib.data.world import VERSION_1, world_vocabulary
 
 from _world_sample import render_split
 
@@ -15,7 +15,7 @@ from _world_sample import render_split
 @pytest.fixture(scope="module", params=[1, 2], ids=["v1", "v2"])
 def samples(request, sample):
     """150 training images of each world version (version 2: the shared default sample)."""
-    return sample if request.param == 2 else render_split(150, version=1, max_people=3)
+    return sample if request.param == 2 else render_split(150, **VERSION_1)
 
 
 def test_label_rules_hold(samples):

@@ -6,7 +6,7 @@ import pytest
 
 from hoilib.config import ExperimentConfig
 from hoilib.data.annotations import HOIAnnotations
-from hoilib.data.world import build_world, store
+from hoilib.data.world import VERSION_1, build_world, store
 
 
 def _cfg(tmp_path, **world):
@@ -81,7 +81,7 @@ def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch):
 
 def test_version_1_world_and_no_validation_split(tmp_path):
     """A version 1 world (no scenes: -1) and a world without a validation split (empty, but every file there)."""
-    w = build_world(_cfg(tmp_path, version=1, max_people=3, n_val=0), progress=False)
+    w = build_world(_cfg(tmp_path, **VERSION_1, n_val=0), progress=False)
     assert w.val.num_images == 0 and w.val_images.shape == (0, 64, 64, 3) and w.det_val.num_images == 0
     assert all((v == -1).all() for v in w.scenes.values()) and len(w.scenes["val"]) == 0
     assert w.train.num_images == 30

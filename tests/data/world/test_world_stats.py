@@ -10,14 +10,14 @@ import pytest
 from hoilib.config import ExperimentConfig
 from hoilib.data.annotations import HOIAnnotations
 from hoilib.data.detections import DetectionCache, Detections
-from hoilib.data.world import build_world, crowding, scene_verb_association, world_statistics, world_vocabulary
+from hoilib.data.world import (VERSION_1, build_world, crowding, scene_verb_association, world_statistics,
+                               world_vocabulary)
 from hoilib.data.world.backgrounds import HOME_SCENE, N_SCENES
 from hoilib.data.world.generate import _entities
 from hoilib.data.world.stats import caption_verbs, image_verbs
 
 from _world_sample import render_split
 
-V1 = {"version": 1, "max_people": 3}
 
 
 def _hand_made():
@@ -66,7 +66,7 @@ def test_crowding_rule_on_hand_made_pairs():
 def crowds():
     """crowding() of 150 test images of the default world (version 2) and of version 1."""
     out = {}
-    for name, kw in (("v2", {}), ("v1", V1)):
+    for name, kw in (("v2", {}), ("v1", VERSION_1)):
         _, _, meta, ann = render_split(150, split="test", **kw)
         out[name] = crowding(ann, _entities(meta, ann.filenames))
     return out
@@ -122,7 +122,7 @@ def test_scene_bias_zero_leaves_scenes_at_chance(split):
 
 
 def test_version_1_has_no_scenes():
-    _, _, meta, _ = render_split(10, **V1)
+    _, _, meta, _ = render_split(10, **VERSION_1)
     assert {r.scene for r in meta} == {-1}
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from hoilib.data.world import VERSION_1
+
 from _world_fingerprint import fingerprint
 
-# n_train 8, n_test 4, n_caption 4, every other field at the version 1 defaults (max_people 3)
+# n_train 8, n_test 4, n_caption 4, every other field at the version 1 defaults (VERSION_1)
 TINY_V1 = {
     "caption_images.npy": "50e6eb826f07ce98c99798e4483b92393e208e80c4d72fca2aa4df0d834a774a",
     "captions.json": "cf14fd48c9e7adf3dd9d8adb1bffb0c93b90b5bee5229063cd60bcc17ee99a2c",
@@ -21,7 +23,7 @@ TINY_V1 = {
     "test_images.npy": "83df332124686851dbde52cb91729b3a7b6b48b12c926820d5cfaa9e77ff8070",
     "train_images.npy": "bb83aa4285fa217dc9af73dd503cdf7fabe99733637d4d87fcdd1d7ef6da023c",
 }
-TINY = {"n_train": 8, "n_test": 4, "n_caption": 4, "version": 1, "max_people": 3}
+TINY = {"n_train": 8, "n_test": 4, "n_caption": 4, **VERSION_1}
 
 
 @pytest.mark.parametrize("n_val", [0, 3])
