@@ -94,8 +94,8 @@ def _gradient(R, ras, S, hz, sky, ground, clutter):
     if clutter > 0:
         bank = _noise_bank(N, float(clutter))
         k, oy, ox = int(R.random() * 8), int(R.random() * 32), int(R.random() * 32)
-        noise, img = bank[k, oy:oy + N, ox:ox + N, 0], np.empty((N, N, 4), np.int16)
-        for c in range(4):  # channel by channel: one add broadcast over the trailing axis of 4 is twice as slow
+        noise, img = bank[k, oy:oy + N, ox:ox + N, 0], ras.scratch
+        for c in range(3):  # channel by channel: one add broadcast over the trailing axis is twice as slow
             np.add(col[:, c, None], noise, out=img[..., c])
         np.clip(img, 0, 255, out=img)
         ras.img[:] = img

@@ -22,7 +22,8 @@ class _Raster:
     """A supersampled uint8 canvas with vectorised primitives; coordinates are output pixels (continuous).
 
     img: [N, N, 4] uint8 (R, G, B, unused); primitives paint it through rgba, a [N, N] uint32 view of the same
-    memory, one packed word per pixel (a masked fill of one word is half the cost of three bytes)."""
+    memory, one packed word per pixel (a masked fill of one word is half the cost of three bytes). scratch:
+    [N, N, 4] int16 working space of the background (its fourth channel stays 0)."""
 
     def __init__(self, size: int):
         self.S, self.N = size, size * SS
@@ -30,6 +31,7 @@ class _Raster:
         self.cx, self.cy = c[None, :], c[:, None]
         self.img = np.zeros((self.N, self.N, 4), np.uint8)
         self.rgba = self.img.view(np.uint32)[..., 0]
+        self.scratch = np.zeros((self.N, self.N, 4), np.int16)
         self.patterns = _patterns(self.N)
 
     def _win(self, x0, y0, x1, y1):

@@ -176,11 +176,12 @@ def _layout(R, groups, S, max_overlap=None):
     Returns (placed [(group, s, m, tx, ty)], dropped groups). Lower in the image = nearer = larger."""
     crowd = sum(len(g.persons()) for g in groups) + 0.5 * sum(g.distractor for g in groups)
     base = S * 0.45 * (1.0 if crowd <= 2 else 0.88 if crowd <= 3 else 0.78) * _u(R, 0.92, 1.08)
-    order = sorted(range(len(groups)), key=lambda i: (groups[i].distractor, -(lambda b: b[2] - b[0])(groups[i].bbox())))
+    bbs = [g.bbox() for g in groups]
+    order = sorted(range(len(groups)), key=lambda i: (groups[i].distractor, bbs[i][0] - bbs[i][2]))  # widest first
     placed, boxes, dropped = [], [], []
     for i in order:
         g = groups[i]
-        x0, y0, x1, y1 = g.bbox()
+        x0, y0, x1, y1 = bbs[i]
         m = 1 if R.random() < 0.5 else -1
         ok = False
         for attempt in range(36):
