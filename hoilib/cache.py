@@ -37,9 +37,9 @@ HOILIB = Path(__file__).resolve().parent
 # Code each artefact depends on, relative to hoilib/ (a folder means every *.py and *.json below it).
 CODE = {
     "world": ("data/world/vocabulary.py", "data/world/raster.py", "data/world/objects.py", "data/world/people.py",
-              "data/world/interactions.py", "data/world/scene.py", "data/world/generate.py",
-              "data/world/protocols.py", "data/world/store.py", "data/annotations.py", "data/detections.py",
-              "data/vocab.py"),
+              "data/world/interactions.py", "data/world/backgrounds.py", "data/world/scene.py",
+              "data/world/generate.py", "data/world/protocols.py", "data/world/store.py", "data/annotations.py",
+              "data/detections.py", "data/vocab.py"),
     "detections": ("data/world/simdet.py",),
     "clip": ("models/clip_pretrain.py", "models/clip_backbone.py", "models/clip_configs"),
     "run": ("engine.py", "models", "data", "kernels"),

@@ -10,15 +10,23 @@ Modules, each building on the ones before it:
     raster        the supersampled rasteriser and primitive helpers
     objects       object shapes and anchors          people        articulated figures and their poses
     interactions  interaction groups (who does what with which object, and how it shows)
+    backgrounds   sky, ground and clutter; the scenes of version 2 and every verb's home scene
     scene         composition, layout, gaze and drawing of one image
     generate      class frequencies, splits, annotations
+    stats         crowding of the pairs, association of scenes and verbs
     simdet        the simulated detector             protocols     zero-shot protocols by HICO-DET's rules
     store         the on-disk cache (`build_world`)
+
+Two versions (`cfg.world.version`): 1 is the first world (mostly one person, groups apart, backgrounds independent
+of the labels), kept byte for byte (`WorldConfig(**VERSION_1)` is its default); 2 (the default) has crowded scenes
+whose background misleads a whole-image judgement (see `scene` and `backgrounds`).
 `python -m hoilib.data.world --bench | --preview out.png` is the command line (`__main__`).
 """
-from .generate import bench, class_distribution, generate_split
+from .generate import VERSION_1, bench, class_distribution, generate_split
+from .stats import crowding, scene_verb_association, world_statistics
 from .store import WorldData, build_world
 from .vocabulary import OBJECTS, VERBS, make_caption, parse_caption, world_vocabulary
 
-__all__ = ["OBJECTS", "VERBS", "WorldData", "bench", "build_world", "class_distribution", "generate_split",
-           "make_caption", "parse_caption", "world_vocabulary"]
+__all__ = ["OBJECTS", "VERBS", "VERSION_1", "WorldData", "bench", "build_world", "class_distribution", "crowding",
+           "generate_split", "make_caption", "parse_caption", "scene_verb_association", "world_statistics",
+           "world_vocabulary"]

@@ -1,5 +1,6 @@
 """Command line of the built-in HOI world: `python -m hoilib.data.world --bench` prints the generation speed on one
-core; `--preview out.png` renders an annotated grid of training images."""
+core; `--preview out.png` renders an annotated grid of training images; `--version 1` selects the first world
+(with its own defaults, VERSION_1)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import json
 
 from ...config import WorldConfig
 from ...plotting import show_hoi_grid
-from .generate import _annotations, bench, generate_split
+from .generate import VERSION_1, _annotations, bench, generate_split
 from .vocabulary import world_vocabulary
 
 
@@ -17,11 +18,12 @@ def _main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=2000, help="images for --bench / --preview")
     ap.add_argument("--size", type=int, default=64, help="image size for --bench")
     ap.add_argument("--preview", default="", help="write an annotated grid of training images to this PNG")
+    ap.add_argument("--version", type=int, choices=(1, 2), default=WorldConfig.version, help="world version")
     args = ap.parse_args(argv)
     if args.bench:
-        print(json.dumps(bench(args.n, args.size)))
+        print(json.dumps(bench(args.n, args.size, version=args.version)))
     if args.preview:
-        wc = WorldConfig()
+        wc = WorldConfig(**(VERSION_1 if args.version == 1 else {}))
         n = min(args.n, 24)
         images, meta = generate_split(wc, "train", n)
         ann = _annotations(meta, "train", wc.image_size, world_vocabulary())

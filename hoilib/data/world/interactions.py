@@ -7,8 +7,11 @@ multi-label per pair as in HICO-DET and follow fixed rules that the rendering ob
 person's hand (so carry, eat and drink_with always come with hold, and so does riding a bicycle, whose handlebar is
 held); riding a horse or a bicycle is also sitting on it; "no_interaction" = an idle person standing right next to
 the object. A group can leave free places where a second person joins the same object with a different verb
-(`_attach`), so that image-level cues cannot say who does what. `tests/data/world/test_interactions.py` checks
-the body evidence of every verb.
+(`_attach`), so that image-level cues cannot say who does what. World version 2 also draws long-range variants
+(`far`), whose evidence lies between or beyond the two boxes: a ball thrown well away from the hand (a trail of
+dots behind it), a dog on a long leash, a kite high up on a long string, an object looked at from afar. Ropes
+(leashes, bridles, strings, reins) are recorded with their end points for the checks.
+`tests/data/world/test_interactions.py` checks the body evidence of every verb.
 """
 from __future__ import annotations
 
@@ -35,14 +38,16 @@ class _Group:
     pairs: {(human, target): set of verbs}; look: {human: target it looks at};
     gaze_fix: {human: gaze angle in the group frame for poses that fix the head (drinking, lying)};
     mouth: {human: entity held at the mouth (ignored by the gaze ray)}; classes: the sampled (verb, object)
-    classes the group renders (for re-queueing when it does not fit).
+    classes the group renders (for re-queueing when it does not fit); ropes: (human, target, hand end, far end)
+    of every rope drawn.
     """
 
-    __slots__ = ("ents", "order", "pairs", "look", "gaze_fix", "mouth", "classes", "distractor", "free")
+    __slots__ = ("ents", "order", "pairs", "look", "gaze_fix", "mouth", "classes", "distractor", "free", "ropes")
 
     def __init__(self):
         self.ents, self.order, self.pairs, self.look = [], [], {}, {}
         self.gaze_fix, self.mouth, self.classes, self.distractor = {}, {}, [], False
+        self.ropes = []
         # free places where a second person can join with an active verb: tag -> (target, detail)
         self.free = {}
 
@@ -74,6 +79,12 @@ def _line(a, b, sag=0.0, w=0.016, c=(60, 50, 40)):
     return ("l", (a, mid, b), w, c)
 
 
+def _rope(g, h, t, a, b, sag, w, c):
+    """Draw a rope from person h's hand at a to point b of target t, and record it."""
+    g.x(_line(a, b, sag=sag, w=w, c=c))
+    g.ropes.append((h, t, a, b))
+
+
 def _motion(c, r, direction):
     """Two short motion streaks behind an object centred at c moving along unit `direction`."""
     dx, dy = direction
@@ -86,9 +97,9 @@ def _motion(c, r, direction):
     return out
 
 
-def _build_hold(R, g, v, o):
+def _build_hold(R, g, v, o, far=False):
     """hold: the object in a hand (a bicycle or chair by its handlebar / backrest, a small dog under one arm, a
-    kite by its string)."""
+    kite by its string; far: the kite high up)."""
     if o in (BICYCLE, CHAIR):  # standing behind it, a hand on the handlebar / backrest
         ob = _make_object(R, o).place("base", (0, 0))
         grip = ob.pt("handle" if o == BICYCLE else "back_top")
@@ -113,9 +124,13 @@ def _build_hold(R, g, v, o):
         p = _stand(R, 0.0)
         ha = _arm(p, "n", _rel(p, "sh", _u(R, 0.12, 0.2), -_u(R, 0.1, 0.2)), (0.3, 1))
         h = g.add(p)
-        kite = _make_object(R, o).place("string", (ha[0] + _u(R, 0.3, 0.6), ha[1] - _u(R, 0.55, 0.8)))
+        kite = _make_object(R, o)
+        if far:  # high up on a long string
+            kite.place("string", (ha[0] + _u(R, 0.5, 0.9), ha[1] - _u(R, 0.8, 1.1)))
+        else:
+            kite.place("string", (ha[0] + _u(R, 0.3, 0.6), ha[1] - _u(R, 0.55, 0.8)))
         t = g.add(kite)
-        g.x(_line(ha, kite.pt("string"), sag=0.05, w=0.012, c=(70, 70, 70)))
+        _rope(g, h, t, ha, kite.pt("string"), 0.05, 0.012, (70, 70, 70))
     elif o == SKATEBOARD:
         p = _stand(R, 0.0)
         ha = _arm(p, "n", _rel(p, "hip", 0.07, 0.1))
@@ -139,7 +154,7 @@ def _build_hold(R, g, v, o):
         g.look[h] = t
 
 
-def _build_carry(R, g, v, o):
+def _build_carry(R, g, v, o, far=False):
     """carry (and hold): a bicycle on the shoulder, a chair upside down over the head, a dog in both arms, other
     things held in front with both hands."""
     p = _stand(R, 0.0)
@@ -182,7 +197,7 @@ def _build_carry(R, g, v, o):
         g.look[h] = t
 
 
-def _build_catch(R, g, v, o):
+def _build_catch(R, g, v, o, far=False):
     """catch: both hands reaching forward to an incoming object (motion streaks)."""
     p = _stand(R, 0.0, lean=0.1)
     ha = _arm(p, "n", _rel(p, "sh", 0.26, -_u(R, 0.0, 0.12)), (0, 1))
@@ -200,16 +215,23 @@ def _build_catch(R, g, v, o):
         g.look[h] = t
 
 
-def _build_throw(R, g, v, o):
-    """throw: arm raised, the object leaving the hand (motion streaks); another person can catch it."""
+def _build_throw(R, g, v, o, far=False):
+    """throw: arm raised, the object leaving the hand (motion streaks; far: well away from the hand, a trail of
+    dots between); another person can catch it."""
     p = _stand(R, 0.0, lean=-0.1, stride=_u(R, 0.15, 0.25))
     ha = _arm(p, "n", _rel(p, "sh", _u(R, 0.02, 0.1), -0.3), (1, 0))
     _arm(p, "f", _rel(p, "sh", -0.15, 0.25))
     h = g.add(p)
     ob = _make_object(R, o)
     r = (ob.box[2] - ob.box[0]) / 2
-    d = (0.8, -0.6)
-    c = (ha[0] + d[0] * (r + _u(R, 0.14, 0.22)), ha[1] + d[1] * (r + _u(R, 0.14, 0.22)))
+    if far:  # in flight well away from the hand, flatter, a trail of dots back to the hand
+        d, k = (0.95, -0.3), r + _u(R, 0.45, 0.85)
+        c = (ha[0] + d[0] * k, ha[1] + d[1] * k)
+        for f in (0.35, 0.55, 0.75):
+            g.x(("c", ha[0] + d[0] * k * f, ha[1] + d[1] * k * f, 0.02, (250, 250, 250)))
+    else:
+        d = (0.8, -0.6)
+        c = (ha[0] + d[0] * (r + _u(R, 0.14, 0.22)), ha[1] + d[1] * (r + _u(R, 0.14, 0.22)))
     ob.place("center", c)
     for s in _motion(c, r, d):
         g.x(s)
@@ -221,7 +243,7 @@ def _build_throw(R, g, v, o):
         g.look[h] = t
 
 
-def _build_at_mouth(R, g, v, o):
+def _build_at_mouth(R, g, v, o, far=False):
     """drink_with / eat (and hold): the object at the mouth, the head fixed."""
     p = _stand(R, 0.0)
     h = g.add(p)
@@ -241,7 +263,7 @@ def _build_at_mouth(R, g, v, o):
     g.label(h, t, v, HOLD)
 
 
-def _build_feed(R, g, v, o):
+def _build_feed(R, g, v, o, far=False):
     """feed: food in a hand at the animal's mouth (crumbs falling for a bird)."""
     if o == HORSE:
         p = _stand(R, 0.0)
@@ -272,7 +294,7 @@ def _build_feed(R, g, v, o):
         g.look[h] = t
 
 
-def _build_hug(R, g, v, o):
+def _build_hug(R, g, v, o, far=False):
     """hug: kneeling with both arms around a dog, or both arms around a horse's neck."""
     if o == DOG:
         p = _kneel(R, 0.0, lean=0.2)
@@ -295,7 +317,7 @@ def _build_hug(R, g, v, o):
     g.label(h, t, HUG)
 
 
-def _build_kick(R, g, v, o):
+def _build_kick(R, g, v, o, far=False):
     """kick: the near foot raised against the object on the ground."""
     ob = _make_object(R, o)
     hgt = {BALL: ob.box[3] - ob.box[1], BOTTLE: 0.07, SKATEBOARD: 0.06, CHAIR: 0.1}.get(o, 0.08)
@@ -313,7 +335,7 @@ def _build_kick(R, g, v, o):
         g.look[h] = t
 
 
-def _build_lie(R, g, v, o):
+def _build_lie(R, g, v, o, far=False):
     """lie_on: lying along a long bench, looking up."""
     bench = _make_object(R, o, "long").place("base", (0, 0))
     seat = bench.pt("seat")
@@ -330,7 +352,7 @@ def _build_lie(R, g, v, o):
     g.label(h, t, LIE)
 
 
-def _build_push(R, g, v, o):
+def _build_push(R, g, v, o, far=False):
     """push: leaning into the object with both hands."""
     ob = _make_object(R, o).place("base", (0, 0))
     contact = ob.pt({BICYCLE: "saddle", CHAIR: "back_top", BENCH: "side_l", HORSE: "rump"}[o])
@@ -344,7 +366,7 @@ def _build_push(R, g, v, o):
         g.look[h] = t
 
 
-def _build_ride(R, g, v, o):
+def _build_ride(R, g, v, o, far=False):
     """ride: astride a horse holding the reins (also sit_on), pedalling a bicycle (also sit_on, and hold: the
     handlebar is held), standing on a skateboard."""
     ob = _make_object(R, o).place("base", (0, 0))
@@ -358,7 +380,7 @@ def _build_ride(R, g, v, o):
         ha = _arm(p, "n", _rel(p, hip, 0.24, -0.14), (-0.3, 1))
         _arm(p, "f", _rel(p, hip, 0.22, -0.16), (-0.3, 1))
         h = g.add(p)
-        g.x(_line(ha, ob.pt("mouth"), sag=0.03, w=0.014, c=(70, 40, 20)))
+        _rope(g, h, t, ha, ob.pt("mouth"), 0.03, 0.014, (70, 40, 20))
         g.label(h, t, RIDE, SIT)
         g.free["front"], g.free["back"] = (t, None), (t, "rump")
     elif o == BICYCLE:
@@ -385,7 +407,7 @@ def _build_ride(R, g, v, o):
         g.label(h, t, RIDE)
 
 
-def _build_sit(R, g, v, o):
+def _build_sit(R, g, v, o, far=False):
     """sit_on: on a chair or bench, side-saddle on a horse, on a bicycle's saddle with the feet down, on a
     skateboard with the knees up."""
     ob = _make_object(R, o).place("base", (0, 0))
@@ -428,17 +450,17 @@ def _build_sit(R, g, v, o):
     g.label(h, t, SIT)
 
 
-def _build_walk(R, g, v, o):
-    """walk: a dog on a leash ahead, or leading a horse by the bridle."""
+def _build_walk(R, g, v, o, far=False):
+    """walk: a dog on a leash ahead (far: a long leash), or leading a horse by the bridle."""
     p = _stand(R, 0.0, stride=_u(R, 0.18, 0.28))
     if o == DOG:
         ha = _arm(p, "n", _rel(p, "hip", 0.13, 0.08), (-0.3, 1))
         h = g.add(p)
         dog = _make_object(R, o)
-        dog.place("collar", (ha[0] + _u(R, 0.28, 0.42), 0.0))
+        dog.place("collar", (ha[0] + (_u(R, 0.7, 1.1) if far else _u(R, 0.28, 0.42)), 0.0))  # far: a long leash
         dog.ty += -dog.bbox()[3]
         t = g.add(dog)
-        g.x(_line(ha, dog.pt("collar"), sag=0.06, w=0.016, c=(200, 40, 40)))
+        _rope(g, h, t, ha, dog.pt("collar"), 0.1 if far else 0.06, 0.016, (200, 40, 40))
         g.free["front"] = (t, None)
     else:  # leading a horse that walks behind
         ha = _arm(p, "f", _rel(p, "hip", -0.15, 0.02), (-0.3, 1))
@@ -447,7 +469,7 @@ def _build_walk(R, g, v, o):
         horse.ty += -horse.bbox()[3]
         t = g.add(horse)
         h = g.add(p)
-        g.x(_line(ha, horse.pt("mouth"), sag=0.05, w=0.016, c=(70, 40, 20)))
+        _rope(g, h, t, ha, horse.pt("mouth"), 0.05, 0.016, (70, 40, 20))
         g.free["back"] = (t, "rump")
     g.label(h, t, WALK)
     if R.random() < 0.3:
@@ -460,18 +482,19 @@ _VERB_BUILDERS = {HOLD: _build_hold, CARRY: _build_carry, CATCH: _build_catch, T
                   LIE: _build_lie, PUSH: _build_push, RIDE: _build_ride, SIT: _build_sit, WALK: _build_walk}
 
 
-def _build(R, v, o):
-    """A group in which one person (two for person targets) does verb v with a new object of class o, facing +x.
+def _build(R, v, o, far=False):
+    """A group in which one person (two for person targets) does verb v with a new object of class o, facing +x;
+    far: the long-range variant where one exists (throw, walk a dog, hold a kite, look_at an object).
     Returns the group, or None when the combination has no rendering (never for valid classes)."""
     g = _Group()
     if o == PERSON:
         return _build_person_target(R, g, v)
     if v in (LOOK, NOI):
-        return _build_near(R, g, v, o)
+        return _build_near(R, g, v, o, far)
     builder = _VERB_BUILDERS.get(v)
     if builder is None:
         return None
-    builder(R, g, v, o)
+    builder(R, g, v, o, far)
     g.classes.append((v, o))
     return g
 
@@ -531,8 +554,9 @@ def _build_person_target(R, g, v):
     return g
 
 
-def _build_near(R, g, v, o):
-    """look_at (object at a distance, person facing it) or no_interaction (idle person right next to it)."""
+def _build_near(R, g, v, o, far=False):
+    """look_at (object at a distance, person facing it; far: well across the image) or no_interaction (idle
+    person right next to it)."""
     # idle people face either way; a looking person faces what they look at
     p = _stand(R, 0.0, f=-1 if v == NOI and R.random() < 0.5 else 1)
     p.idle = v == NOI
@@ -545,7 +569,7 @@ def _build_near(R, g, v, o):
         ob.j = {k: (x + dx, y) for k, (x, y) in ob.j.items()}
     else:
         ob = _idle_object(R, o, grounded=v == NOI)
-        gap = _u(R, 0.02, 0.08) if v == NOI else _u(R, 0.25, 0.7)
+        gap = _u(R, 0.02, 0.08) if v == NOI else _u(R, 0.8, 1.5) if far else _u(R, 0.25, 0.7)
         _set_down(ob, p.bbox()[2] + gap)
     h = g.add(p)
     t = g.add(ob)
@@ -669,7 +693,7 @@ def _attach_free(R, g, v, o, t, tag):
         mouth = e.pt("mouth")
         _shift_person(p, mouth[0] + hd * _u(R, 0.12, 0.22) - ha[0])
         h = g.add(p)
-        g.x(_line(p.j["ha_f"], mouth, sag=0.05, w=0.016, c=(70, 40, 20)))
+        _rope(g, h, t, p.j["ha_f"], mouth, 0.05, 0.016, (70, 40, 20))
     elif tag == "back":
         p = _pusher(R, e.pt(detail), f=hd)
         h = g.add(p)
@@ -696,4 +720,14 @@ def _distractor(R, o):
     g = _Group()
     g.distractor = True
     g.add(_set_down(_idle_object(R, o), 0.0))
+    return g
+
+
+def _bystander(R):
+    """A group holding one person who does nothing with anything (unless the gaze ray, set by the scene, makes
+    them look at something): people in a crowd whom no annotated pair involves."""
+    g = _Group()
+    p = _stand(R, 0.0, f=_pick(R, (1, -1)))
+    p.idle = True
+    g.add(p)
     return g

@@ -34,8 +34,7 @@ class _Person:
 
     def bbox(self):
         j, s = self.j, self.s
-        xs = [p[0] for p in j.values()]
-        ys = [p[1] for p in j.values()]
+        xs, ys = zip(*j.values())
         h = max(LEG_W, TORSO_W) / 2 * s
         hx, hy = j["head"]
         r = HEAD_R * 1.2 * s

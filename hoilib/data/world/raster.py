@@ -3,6 +3,7 @@ small random helpers every drawing function uses."""
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
 
 import numpy as np
@@ -18,13 +19,19 @@ N_PATTERNS = 7
 
 
 class _Raster:
-    """A supersampled uint8 canvas with vectorised primitives; coordinates are output pixels (continuous)."""
+    """A supersampled uint8 canvas with vectorised primitives; coordinates are output pixels (continuous).
+
+    img: [N, N, 4] uint8 (R, G, B, unused); primitives paint it through rgba, a [N, N] uint32 view of the same
+    memory, one packed word per pixel (a masked fill of one word is half the cost of three bytes). scratch:
+    [N, N, 4] int16 working space of the background (its fourth channel stays 0)."""
 
     def __init__(self, size: int):
         self.S, self.N = size, size * SS
         c = ((np.arange(self.N) + 0.5) / SS).astype(np.float32)
         self.cx, self.cy = c[None, :], c[:, None]
-        self.img = np.zeros((self.N, self.N, 3), np.uint8)
+        self.img = np.zeros((self.N, self.N, 4), np.uint8)
+        self.rgba = self.img.view(np.uint32)[..., 0]
+        self.scratch = np.zeros((self.N, self.N, 4), np.int16)
         self.patterns = _patterns(self.N)
 
     def _win(self, x0, y0, x1, y1):
@@ -36,13 +43,13 @@ class _Raster:
 
     def _fill(self, w, mask, paint):
         j0, j1, i0, i1 = w
-        view = self.img[j0:j1, i0:i1]
+        view = self.rgba[j0:j1, i0:i1]
         if len(paint) == 3:
-            view[mask] = paint
+            view[mask] = _packed(paint)
         else:
             pat = self.patterns[paint[3], j0:j1, i0:i1]
-            view[mask & ~pat] = paint[1]
-            view[mask & pat] = paint[2]
+            view[mask & ~pat] = _packed(paint[1])
+            view[mask & pat] = _packed(paint[2])
 
     def draw(self, p):
         k = p[0]
@@ -52,9 +59,14 @@ class _Raster:
             if w:
                 dx, dy = self.cx[:, w[2]:w[3]] - x, self.cy[w[0]:w[1]] - y
                 self._fill(w, dx * dx + dy * dy <= r * r, paint)
-        elif k == "s":
+        elif k == "s":  # one segment, the commonest primitive: `_segments` without its loop
             _, x0, y0, x1, y1, wd, paint = p
-            self._segments(((x0, y0), (x1, y1)), wd, paint)
+            h = wd / 2
+            w = self._win((x1 if x1 < x0 else x0) - h, (y1 if y1 < y0 else y0) - h, (x1 if x1 > x0 else x0) + h,
+                          (y1 if y1 > y0 else y0) + h)
+            if w:
+                d2 = _seg_d2(self.cx[:, w[2]:w[3]], self.cy[w[0]:w[1]], x0, y0, x1, y1)
+                self._fill(w, d2 <= h * h, paint)
         elif k == "l":
             self._segments(p[1], p[2], p[3])
         elif k == "e":
@@ -80,49 +92,90 @@ class _Raster:
             if w:
                 X, Y = self.cx[:, w[2]:w[3]], self.cy[w[0]:w[1]]
                 area = sum(xs[i - 1] * ys[i] - xs[i] * ys[i - 1] for i in range(len(xs)))
-                sg = 1.0 if area >= 0 else -1.0
-                mask = None
-                for i in range(len(xs)):  # inside = on the same side of every edge (convex polygons)
-                    ax, ay, bx, by = xs[i - 1], ys[i - 1], xs[i], ys[i]
-                    cr = ((bx - ax) * (Y - ay) - (by - ay) * (X - ax)) * sg >= 0
-                    mask = cr if mask is None else mask & cr
-                self._fill(w, mask, paint)
+                # inside = on the inner side of every edge (convex polygons), all edges at once: per edge i
+                # (bx - ax) * (Y - ay) - (by - ay) * (X - ax), compared with 0 on the side the winding gives
+                e = np.array([[xs[i] - xs[i - 1] for i in range(len(xs))], [ys[i - 1] for i in range(len(xs))],
+                              [ys[i] - ys[i - 1] for i in range(len(xs))], [xs[i - 1] for i in range(len(xs))]],
+                             np.float32)[:, :, None, None]  # [4, K, 1, 1]
+                cross = e[0] * (Y - e[1]) - e[2] * (X - e[3])  # [K, H, W]
+                self._fill(w, ((cross >= 0) if area >= 0 else (cross <= 0)).all(0), paint)
         else:
             raise ValueError(f"unknown primitive {k!r}")
 
     def _segments(self, pts, wd, paint):
+        """A thick polyline through pts (2 or more points) with round joints and caps."""
         h = wd / 2
-        xs, ys = [q[0] for q in pts], [q[1] for q in pts]
+        xs, ys = zip(*pts)
         w = self._win(min(xs) - h, min(ys) - h, max(xs) + h, max(ys) + h)
-        if not w:
-            return
-        X, Y = self.cx[:, w[2]:w[3]], self.cy[w[0]:w[1]]
-        best = None
-        for i in range(1, len(pts)):
-            ax, ay, bx, by = xs[i - 1], ys[i - 1], xs[i], ys[i]
-            dx, dy = bx - ax, by - ay
-            L2 = dx * dx + dy * dy
-            Xa, Ya = X - ax, Y - ay
-            if L2 < 1e-12:
-                d2 = Xa * Xa + Ya * Ya
-            else:
-                t = np.minimum(np.maximum((Xa * (dx / L2)) + (Ya * (dy / L2)), 0.0), 1.0)
-                px, py = Xa - t * dx, Ya - t * dy
-                d2 = px * px + py * py
-            best = d2 if best is None else np.minimum(best, d2)
-        self._fill(w, best <= h * h, paint)
+        if w:
+            X, Y = self.cx[:, w[2]:w[3]], self.cy[w[0]:w[1]]
+            d2 = _seg_d2(X, Y, xs[0], ys[0], xs[1], ys[1]) if len(pts) == 2 else _polyline_d2(xs, ys, X, Y)
+            self._fill(w, d2 <= h * h, paint)
 
     def result(self) -> np.ndarray:
-        """[S, S, 3] uint8: the SS x SS box-filtered canvas."""
-        a = self.img.astype(np.uint16)
-        acc = a[0::SS, 0::SS].copy()
-        for dj in range(SS):
-            for di in range(SS):
-                if dj or di:
-                    acc += a[dj::SS, di::SS]
+        """[S, S, 3] uint8: the SS x SS box-filtered canvas (rounded mean; summed rows first, then columns)."""
+        a = self.img.reshape(self.S, SS, self.S * SS * 4)
+        rows = a[:, 0].astype(np.uint16)
+        for dj in range(1, SS):
+            rows += a[:, dj]
+        rows = rows.reshape(self.S, self.S, SS, 4)
+        acc = rows[:, :, 0, :3].copy()
+        for di in range(1, SS):
+            acc += rows[:, :, di, :3]
         acc += SS * SS // 2
         acc //= SS * SS
         return acc.astype(np.uint8)
+
+
+def _packed_little(c):
+    return c[0] | c[1] << 8 | c[2] << 16
+
+
+def _packed_big(c):
+    return c[0] << 24 | c[1] << 16 | c[2] << 8
+
+
+# an (r, g, b) colour as the uint32 word whose bytes in memory are r, g, b, 0
+_packed = _packed_little if sys.byteorder == "little" else _packed_big
+
+
+def _seg_d2(X, Y, ax, ay, bx, by):
+    """[H, W] float32 squared distance from the pixel centres (X [1, W], Y [H, 1]) to the segment a-b."""
+    dx, dy = bx - ax, by - ay
+    L2 = dx * dx + dy * dy
+    Xa, Ya = X - ax, Y - ay
+    if L2 < 1e-12:
+        return Xa * Xa + Ya * Ya
+    t = Xa * (dx / L2) + Ya * (dy / L2)  # position along the segment, clipped to its ends below
+    np.maximum(t, 0.0, out=t)
+    np.minimum(t, 1.0, out=t)
+    px, py = Xa - t * dx, Ya - t * dy
+    return px * px + py * py
+
+
+def _polyline_d2(xs, ys, X, Y):
+    """[H, W] squared distance to the polyline through (xs, ys): `_seg_d2` of all its segments at once (fewer numpy
+    calls), minimised. The float32 operations are those of `_seg_d2`, each Python scalar rounded to float32 as
+    numpy does, so the distances are the same bits."""
+    flat = []  # per segment: start x, y, dx / L2, dy / L2, dx, dy
+    for i in range(1, len(xs)):
+        ax, ay = xs[i - 1], ys[i - 1]
+        dx, dy = xs[i] - ax, ys[i] - ay
+        L2 = dx * dx + dy * dy
+        # a point segment: zero coefficients give t = 0, hence the distance to its start, as in `_seg_d2`
+        flat += (ax, ay, dx / L2, dy / L2, dx, dy) if L2 >= 1e-12 else (ax, ay, 0.0, 0.0, dx, dy)
+    c = np.array(flat, np.float32).reshape(-1, 6, 1, 1)  # [K, 6, 1, 1]
+    Xa, Ya = X - c[:, 0], Y - c[:, 1]  # [K, 1, W], [K, H, 1]
+    t = Xa * c[:, 2] + Ya * c[:, 3]
+    np.maximum(t, 0.0, out=t)
+    np.minimum(t, 1.0, out=t)
+    px, py = Xa - t * c[:, 4], Ya - t * c[:, 5]
+    d2 = px * px
+    d2 += py * py
+    best = np.minimum(d2[0], d2[1])  # (pairwise minima: a reduction costs more for 2-3 segments)
+    for k in range(2, len(d2)):
+        np.minimum(best, d2[k], out=best)
+    return best
 
 
 @lru_cache(maxsize=4)
@@ -146,22 +199,23 @@ def _patterns(n: int) -> np.ndarray:
 
 def _prims_bbox(prims) -> list:
     """[x0, y0, x1, y1] extent of a primitive list."""
-    x0 = y0 = math.inf
-    x1 = y1 = -math.inf
+    if not prims:
+        return [math.inf, math.inf, -math.inf, -math.inf]
+    ext = []
     for p in prims:
         k = p[0]
         if k == "c":
             a0, b0, a1, b1 = p[1] - p[3], p[2] - p[3], p[1] + p[3], p[2] + p[3]
-        elif k == "s":
-            h = p[5] / 2
-            a0, a1 = min(p[1], p[3]) - h, max(p[1], p[3]) + h
-            b0, b1 = min(p[2], p[4]) - h, max(p[2], p[4]) + h
+        elif k == "s":  # (conditional expressions pick what min() / max() of two would, without the calls)
+            h, xa, ya, xb, yb = p[5] / 2, p[1], p[2], p[3], p[4]
+            a0, a1 = (xb if xb < xa else xa) - h, (xb if xb > xa else xa) + h
+            b0, b1 = (yb if yb < ya else ya) - h, (yb if yb > ya else ya) + h
         elif k == "l":
             h = p[2] / 2
-            xs, ys = [q[0] for q in p[1]], [q[1] for q in p[1]]
+            xs, ys = zip(*p[1])
             a0, a1, b0, b1 = min(xs) - h, max(xs) + h, min(ys) - h, max(ys) + h
         elif k == "p":
-            xs, ys = [q[0] for q in p[1]], [q[1] for q in p[1]]
+            xs, ys = zip(*p[1])
             a0, a1, b0, b1 = min(xs), max(xs), min(ys), max(ys)
         elif k == "e":
             ca, sa = math.cos(p[5]), math.sin(p[5])
@@ -171,8 +225,9 @@ def _prims_bbox(prims) -> list:
             a0, b0, a1, b1 = p[1] - p[4], p[2] - p[4], p[1] + p[4], p[2] + p[4]
         else:
             raise ValueError(k)
-        x0, y0, x1, y1 = min(x0, a0), min(y0, b0), max(x1, a1), max(y1, b1)
-    return [x0, y0, x1, y1]
+        ext.append((a0, b0, a1, b1))
+    x0, y0, x1, y1 = zip(*ext)
+    return [min(x0), min(y0), max(x1), max(y1)]
 
 
 def _xf(prims, s, m, tx, ty):
@@ -229,7 +284,13 @@ def _shade(c, f):
     """Colour scaled by f (clipped), keeping texture tuples' structure."""
     if len(c) == 4:
         return ("t", _shade(c[1], f), _shade(c[2], f), c[3])
-    return tuple(int(min(255, max(0, v * f))) for v in c)
+    return _clip_rgb(c[0] * f, c[1] * f, c[2] * f)
+
+
+def _clip_rgb(r, g, b):
+    """(r, g, b) truncated to ints in [0, 255] (int(min(255, max(0, v))) per channel, without the calls)."""
+    return (255 if r >= 255 else 0 if r <= 0 else int(r), 255 if g >= 255 else 0 if g <= 0 else int(g),
+            255 if b >= 255 else 0 if b <= 0 else int(b))
 
 
 # Random helpers: Python's Mersenne Twister (a few scalar draws per shape, much faster than numpy's Generator).
@@ -243,4 +304,6 @@ def _pick(R, seq):
 
 def _jit(R, c, amount=18):
     """A colour with a little random variation, so that no two instances are identical."""
-    return tuple(int(min(255, max(0, v + (R.random() - 0.5) * 2 * amount))) for v in c)
+    r = c[0] + (R.random() - 0.5) * 2 * amount
+    g = c[1] + (R.random() - 0.5) * 2 * amount
+    return _clip_rgb(r, g, c[2] + (R.random() - 0.5) * 2 * amount)

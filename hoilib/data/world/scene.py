@@ -1,39 +1,77 @@
 """Scenes: which groups an image holds, where they go, where each person looks, and the drawing of one image.
 
-An image (default 64x64) holds 1..max_people people doing the sampled HOI classes (a person often joins another
-group's object with a different verb) and up to max_objects objects besides people, idle distractors included, on
-a cluttered background (sky/ground gradients, noise, trees, houses, rocks, clouds, fences). "look_at" is given
-exactly when a person's gaze ray (from the face, along the head direction) first hits that entity's box (what is
-held at the mouth does not count), and it replaces no_interaction. Close-ups (the caption pool's object-centric
-"web photos") show one group filling the frame.
+An image (default 64x64) holds people doing the sampled HOI classes (a person often joins another group's object
+with a different verb) and up to max_objects objects besides people, idle distractors included, on a cluttered
+background (`backgrounds`). "look_at" is given exactly when a person's gaze ray (from the face, along the head
+direction) first hits that entity's box (what is held at the mouth does not count), and it replaces
+no_interaction. Close-ups (the caption pool's object-centric "web photos") show one group filling the frame.
+
+Version 1: 1..max_people people (mostly one), groups apart with a margin, backgrounds independent of the labels.
+Version 2: min_people..max_people people (bystanders who do nothing fill up), groups that overlap (a pair's union
+box holds other people and objects), long-range variants of throw / walk / hold a kite / look_at,
+and a background scene chosen after the labels (`_pick_scene`): the home scene of one of the image's verbs in the
+caption pool, of a verb nobody in the image does in the HOI splits.
 """
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from functools import lru_cache
+from itertools import islice
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .interactions import _attach, _attach_options, _attachable, _build, _distractor
+from .backgrounds import HOME_SCENE, N_SCENES, _background
+from .interactions import _attach, _attach_options, _attachable, _build, _bystander, _distractor
 from .people import HEAD_R, _Person, _person_prims
-from .raster import SS, _jit, _pick, _prims_bbox, _rect, _shade, _u, _xf
-from .vocabulary import BALL, HOLD, LOOK, NOI, OBJECTS, PERSON, VERBS, make_caption
+from .raster import _pick, _prims_bbox, _u, _xf
+from .vocabulary import BALL, HOLD, LOOK, NOI, OBJECTS, PERSON, VERBS, make_caption, world_vocabulary
 
 # ---------------------------------------------------------------------------------------------------------------
 # Composition and layout
 # ---------------------------------------------------------------------------------------------------------------
-_PEOPLE_WEIGHTS = (0.45, 0.35, 0.2)  # 1, 2, 3 people (then uniform) before truncation to max_people
+_PEOPLE_WEIGHTS = (0.45, 0.35, 0.2)  # version 1: 1, 2, 3 people (then uniform) before truncation to max_people
 P_SHARE = 0.7  # probability that an extra person tries to join an existing group (same object, a different verb)
 SHARE_LOOKAHEAD = 600
+# Version 2: the long-range variant of an interaction (throw, walk a dog, hold a kite, look_at an object) is drawn
+# with this probability.
+P_FAR = 0.6
+# Version 2: each group after the first is centred over a point of a placed one, and may overlap any placed group
+# by at most this fraction of the smaller box (group boxes are loose: bodies and objects overlap less). Measured on
+# 400 test images, crowded pairs (`stats.crowding`): 0.35 -> 32% (and groups left without a place: 2.6 people per
+# image), 0.5 -> 51%, 0.6 -> 64%, 0.7 -> 69%.
+MAX_OVERLAP = 0.6
+
+# HOI classes whose target is a person (they need two people) and the others
+_PERSON_CLASSES = frozenset(c for c, (v, o) in enumerate(world_vocabulary().hoi_classes.tolist()) if o == PERSON)
+_OBJECT_CLASSES = frozenset(range(len(world_vocabulary().hoi_classes))) - _PERSON_CLASSES
+_NONE = frozenset()
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How the images of one split are composed (`recipe(wc, split)`)."""
+    version: int
+    min_people: int  # version 2 scenes: people drawn uniformly from min_people..max_people, bystanders fill up
+    max_people: int
+    max_objects: int
+    clutter: float
+    scene_rule: str  # version 2: "home" (caption pool: a verb's home scene) | "away" (HOI splits: an absent verb's)
+    scene_bias: float  # probability that the scene follows scene_rule (else uniform)
+
+
+def recipe(wc, split: str) -> _Recipe:
+    """The recipe of `split` ("caption" or an HOI split) in world `wc` (a WorldConfig)."""
+    return _Recipe(int(wc.version), int(wc.min_people), int(wc.max_people), int(wc.max_objects), float(wc.clutter),
+                   "home" if split == "caption" else "away", float(wc.scene_bias))
 
 
 class _ClassStream:
     """HOI classes to render, in order: a shuffled list with the split's class quotas, then i.i.d. draws.
 
-    `take(pred)` returns (and removes) the first of the next `lookahead` classes that fits the image being
-    composed, so that classes needing two people or a particular partner are postponed rather than dropped.
+    `take(fits)` returns (and removes) the first of the next `lookahead` classes in the set `fits` (those that fit
+    the image being composed), so that classes needing two people or a particular partner are postponed rather
+    than dropped.
     """
 
     def __init__(self, quota_list, probs, R, lookahead=24):
@@ -52,13 +90,12 @@ class _ClassStream:
                 hi = mid
         return lo
 
-    def take(self, pred, lookahead=None):
+    def take(self, fits, lookahead=None):
         k = lookahead or self.k
         while len(self.q) < k:
             self.q.append(self._draw())
-        for i in range(k):
-            c = self.q[i]
-            if pred(c):
+        for i, c in enumerate(islice(self.q, k)):  # (indexing a deque deep inside is slow)
+            if c in fits:
                 del self.q[i]
                 self.taken += 1
                 return c
@@ -70,8 +107,12 @@ class _ClassStream:
         self.taken -= len(classes)
 
 
-def _compose(R, stream, hoi, lut, max_people, max_objects):
-    """Groups of one image: people doing stream classes (some joining others' objects) plus distractors."""
+def _n_people(R, rec, close_up):
+    """How many people an image is composed for: version 2 scenes uniformly min_people..max_people; version 1 and
+    close-ups (at most 2) mostly one, by _PEOPLE_WEIGHTS."""
+    if rec.version >= 2 and not close_up:
+        return rec.min_people + int(R.random() * (rec.max_people - rec.min_people + 1))
+    max_people = min(2, rec.max_people) if close_up else rec.max_people
     w = list(_PEOPLE_WEIGHTS[:max_people]) + [0.1] * max(0, max_people - len(_PEOPLE_WEIGHTS))
     u, n_people = R.random() * sum(w), 1
     for k, wk in enumerate(w):
@@ -79,13 +120,22 @@ def _compose(R, stream, hoi, lut, max_people, max_objects):
         if u <= 0:
             n_people = k + 1
             break
+    return n_people
+
+
+def _compose(R, stream, hoi, lut, n_people, max_people, max_objects, v2=False, min_people=0):
+    """Groups of one image: people doing stream classes (some joining others' objects) plus distractors.
+
+    v2: version 2's long-range variants; min_people: bystanders are added up to this many people."""
+    p_far = P_FAR if v2 else 0.0
     groups, people, objs = [], 0, 0
     while people < n_people:
         room = n_people - people
         if groups and R.random() < P_SHARE:
             # a deep look ahead: classes sharing an object with the image's groups are a small minority
             ok = set().union(*(_attachable(g) for g in groups))
-            c = stream.take(lambda c: hoi[c] in ok, SHARE_LOOKAHEAD)
+            ok = {int(lut[o, v]) for v, o in ok}
+            c = stream.take(ok, SHARE_LOOKAHEAD)
             if c is not None:
                 v, o = hoi[c]
                 options = [(g, opt) for g in groups for opt in _attach_options(g, v, o)]
@@ -94,20 +144,24 @@ def _compose(R, stream, hoi, lut, max_people, max_objects):
                 people += 1
                 continue
         # objs counts things other than people (1..max_objects per image, as HICO-DET's object instances)
-        c = stream.take(lambda c: (hoi[c][1] == PERSON and room >= 2) or (hoi[c][1] != PERSON and objs < max_objects))
+        c = stream.take((_PERSON_CLASSES if room >= 2 else _NONE) | (_OBJECT_CLASSES if objs < max_objects else _NONE))
         if c is None:
             break
-        g = _build(R, *hoi[c])
+        g = _build(R, *hoi[c], far=p_far > 0 and R.random() < p_far)
         groups.append(g)
         people += len(g.persons())
         objs += hoi[c][1] != PERSON
     if not groups:  # the next classes all need more people than drawn: take one that fits max_people
-        c = stream.take(lambda c: (2 if hoi[c][1] == PERSON else 1) <= max_people)
+        c = stream.take(_PERSON_CLASSES | _OBJECT_CLASSES if max_people >= 2 else _OBJECT_CLASSES)
         if c is None:  # only possible with max_people = 1 and a run of person-target classes
             c = int(lut[BALL, HOLD])
-        g = _build(R, *hoi[c])
+        g = _build(R, *hoi[c], far=p_far > 0 and R.random() < p_far)
         groups.append(g)
+        people += len(g.persons())
         objs += hoi[c][1] != PERSON
+    while people < min_people:
+        groups.append(_bystander(R))
+        people += 1
     n_obj = 1 + int(R.random() * max_objects)
     while objs < n_obj:
         groups.append(_distractor(R, 1 + int(R.random() * (len(OBJECTS) - 1))))
@@ -115,17 +169,19 @@ def _compose(R, stream, hoi, lut, max_people, max_objects):
     return groups
 
 
-def _layout(R, groups, S):
-    """Place groups (scale s px per person height, mirror m, ground point tx, ty) without overlaps.
+def _layout(R, groups, S, max_overlap=None):
+    """Place groups (scale s px per person height, mirror m, ground point tx, ty): apart with a margin
+    (max_overlap None, version 1) or overlapping by at most max_overlap of either box (version 2).
 
     Returns (placed [(group, s, m, tx, ty)], dropped groups). Lower in the image = nearer = larger."""
     crowd = sum(len(g.persons()) for g in groups) + 0.5 * sum(g.distractor for g in groups)
     base = S * 0.45 * (1.0 if crowd <= 2 else 0.88 if crowd <= 3 else 0.78) * _u(R, 0.92, 1.08)
-    order = sorted(range(len(groups)), key=lambda i: (groups[i].distractor, -(lambda b: b[2] - b[0])(groups[i].bbox())))
+    bbs = [g.bbox() for g in groups]
+    order = sorted(range(len(groups)), key=lambda i: (groups[i].distractor, bbs[i][0] - bbs[i][2]))  # widest first
     placed, boxes, dropped = [], [], []
     for i in order:
         g = groups[i]
-        x0, y0, x1, y1 = g.bbox()
+        x0, y0, x1, y1 = bbs[i]
         m = 1 if R.random() < 0.5 else -1
         ok = False
         for attempt in range(36):
@@ -142,12 +198,14 @@ def _layout(R, groups, S):
             hi = S - 0.5 - s * (x1 if m > 0 else -x0)
             if hi < lo:
                 continue
-            tx = _u(R, lo, hi)
+            if max_overlap is not None and boxes:  # version 2: centred over a placed group (a crowd, not a row)
+                b = _pick(R, boxes)
+                tx = min(max(_u(R, b[0], b[2]) - m * s * (x0 + x1) / 2, lo), hi)
+            else:
+                tx = _u(R, lo, hi)
             X0, X1 = (tx + s * x0, tx + s * x1) if m > 0 else (tx - s * x1, tx - s * x0)
             box = (X0, top, X1, bottom)
-            mg = 0.12 * s
-            if all(box[0] > b[2] + mg or box[2] < b[0] - mg or box[1] > b[3] + mg or box[3] < b[1] - mg
-                   for b in boxes):
+            if _fits(box, boxes, s, max_overlap):
                 placed.append((g, s, m, tx, ty))
                 boxes.append(box)
                 ok = True
@@ -155,6 +213,20 @@ def _layout(R, groups, S):
         if not ok:
             dropped.append(g)
     return placed, dropped
+
+
+def _fits(box, boxes, s, max_overlap):
+    """Whether `box` may join the placed `boxes` (s: its person height in px; see `_layout`)."""
+    if max_overlap is None:
+        mg = 0.12 * s
+        return all(box[0] > b[2] + mg or box[2] < b[0] - mg or box[1] > b[3] + mg or box[3] < b[1] - mg
+                   for b in boxes)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    for b in boxes:
+        w, h = min(box[2], b[2]) - max(box[0], b[0]), min(box[3], b[3]) - max(box[1], b[1])
+        if w > 0 and h > 0 and w * h > max_overlap * min(area, (b[2] - b[0]) * (b[3] - b[1])):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,20 +241,27 @@ def _first_hit(origin, ang, boxes, skip, S):
     dx, dy = math.cos(ang), math.sin(ang)
     ox, oy = origin
     best, best_t = None, math.inf
+    x_flat, y_flat = abs(dx) < 1e-9, abs(dy) < 1e-9
     for i, b in enumerate(boxes):
         if i in skip or (b[0] <= ox <= b[2] and b[1] <= oy <= b[3]):
             continue
-        t0, t1 = 0.0, math.inf
-        for o_, d_, lo, hi in ((ox, dx, b[0], b[2]), (oy, dy, b[1], b[3])):
-            if abs(d_) < 1e-9:
-                if o_ < lo or o_ > hi:
-                    t0, t1 = 1.0, 0.0
-                    break
-            else:
-                a, c = (lo - o_) / d_, (hi - o_) / d_
-                if a > c:
-                    a, c = c, a
-                t0, t1 = max(t0, a), min(t1, c)
+        # slab test, x then y: the ray's parameter interval [t0, t1] inside the box
+        if x_flat:
+            if ox < b[0] or ox > b[2]:
+                continue
+            t0, t1 = 0.0, math.inf
+        else:
+            a, c = (b[0] - ox) / dx, (b[2] - ox) / dx
+            t0, t1 = (c, a) if a > c else (a, c)
+            t0 = t0 if t0 > 0.0 else 0.0
+        if y_flat:
+            if oy < b[1] or oy > b[3]:
+                continue
+        else:
+            a, c = (b[1] - oy) / dy, (b[3] - oy) / dy
+            if a > c:
+                a, c = c, a
+            t0, t1 = (a if a > t0 else t0), (c if c < t1 else t1)
         if t0 <= t1 and t0 < best_t:
             best, best_t = i, t0
     return best
@@ -238,95 +317,6 @@ def _resolve_gaze(R, persons, boxes, looks, fixed, ignore, S):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Background
-# ---------------------------------------------------------------------------------------------------------------
-_SKY_COLS = [((120, 170, 230), (190, 220, 245)), ((160, 190, 225), (215, 225, 235)), ((185, 185, 195), (220, 220, 225)),
-             ((230, 160, 120), (250, 210, 160)), ((205, 195, 175), (230, 220, 200))]
-_GROUND_COLS = [((110, 165, 80), (70, 130, 55)), ((190, 175, 130), (160, 140, 100)), ((150, 150, 150), (110, 110, 115)),
-                ((150, 115, 80), (110, 80, 55)), ((125, 160, 105), (85, 125, 75)), ((175, 170, 160), (140, 135, 125))]
-
-
-@lru_cache(maxsize=8)
-def _noise_bank(n: int, clutter: float) -> np.ndarray:
-    """[8, n + 32, n + 32, 1] int16 smooth background noise (amplitude grows with clutter); crops are taken."""
-    rs = np.random.RandomState(777)  # part of the renderer, like the texture patterns
-    m = n + 32
-    out = np.zeros((8, m, m), np.float32)
-    for cell, amp in ((24, 12.0), (8, 6.0), (2, 3.0)):  # smooth value noise at three scales
-        k = m // cell + 2
-        grid = rs.randn(8, k, k).astype(np.float32)
-        pos = np.arange(m, dtype=np.float32) / cell
-        i0 = pos.astype(np.int64)
-        f = (pos - i0)[None, :, None]
-        grid = grid[:, i0] * (1 - f) + grid[:, i0 + 1] * f  # bilinear: rows, then columns
-        f = f.reshape(1, 1, m)
-        out += amp * (grid[:, :, i0] * (1 - f) + grid[:, :, i0 + 1] * f)
-    return np.round(out * clutter).astype(np.int16)[..., None]
-
-
-def _background(R, ras, S, clutter):
-    """Sky/ground gradient, textured noise, and clutter shapes (trees, houses, rocks, clouds, fences, bushes)."""
-    N = ras.N
-    hz = _u(R, 0.3, 0.5) * S
-    st, sb = _pick(R, _SKY_COLS)
-    gt, gb = _pick(R, _GROUND_COLS)
-    st, sb, gt, gb = (np.array(_jit(R, c, 12), np.float32) for c in (st, sb, gt, gb))
-    rows = (np.arange(N, dtype=np.float32) + 0.5) / SS
-    a = np.clip(rows / max(hz, 1.0), 0, 1)[:, None]
-    b = np.clip((rows - hz) / max(S - hz, 1.0), 0, 1)[:, None]
-    col = np.where(rows[:, None] < hz, st * (1 - a) + sb * a, gt * (1 - b) + gb * b).astype(np.int16)
-    if clutter > 0:
-        bank = _noise_bank(N, float(clutter))
-        k, oy, ox = int(R.random() * 8), int(R.random() * 32), int(R.random() * 32)
-        img = col[:, None, :] + bank[k, oy:oy + N, ox:ox + N]
-        np.clip(img, 0, 255, out=img)
-        ras.img[:] = img
-    else:
-        ras.img[:] = col[:, None, :]
-    n = int(clutter * _u(R, 2, 8) + 0.5)
-    for _ in range(n):
-        kind = int(R.random() * 6)
-        x = _u(R, 0, S)
-        if kind == 0:  # tree on the horizon
-            hgt = _u(R, 0.1, 0.3) * S
-            green = _jit(R, (60, 120, 55), 25)
-            ras.draw(("s", x, hz + 0.02 * S, x, hz - hgt * 0.6, 0.03 * S, _jit(R, (95, 70, 45))))
-            for _k in range(3):
-                ras.draw(("c", x + _u(R, -0.3, 0.3) * hgt * 0.5, hz - hgt * _u(R, 0.6, 0.9), hgt * _u(R, 0.22, 0.35),
-                          _shade(green, _u(R, 0.85, 1.1))))
-        elif kind == 1:  # house
-            w, hgt = _u(R, 0.15, 0.3) * S, _u(R, 0.1, 0.22) * S
-            wall = _jit(R, _pick(R, [(200, 180, 150), (170, 120, 100), (210, 210, 200), (150, 160, 170)]))
-            ras.draw(_rect(x, hz - hgt, x + w, hz + 0.01 * S, wall))
-            ras.draw(("p", ((x - 0.02 * S, hz - hgt), (x + w / 2, hz - hgt - 0.4 * w), (x + w + 0.02 * S, hz - hgt)),
-                      _jit(R, (130, 60, 50))))
-            ras.draw(_rect(x + w * 0.2, hz - hgt * 0.7, x + w * 0.4, hz - hgt * 0.4, (90, 110, 140)))
-        elif kind == 2:  # rock or bush on the ground
-            y = _u(R, hz + 0.05 * S, S)
-            c = _jit(R, _pick(R, [(130, 130, 125), (60, 110, 55), (100, 95, 85)]))
-            ras.draw(("e", x, y, _u(R, 0.03, 0.08) * S, _u(R, 0.02, 0.04) * S, 0.0, c))
-        elif kind == 3:  # cloud
-            y = _u(R, 0.03, 0.8) * hz
-            for _k in range(2):
-                ras.draw(("e", x + _u(R, -0.05, 0.05) * S, y, _u(R, 0.06, 0.12) * S, _u(R, 0.02, 0.04) * S, 0.0,
-                          _jit(R, (245, 245, 245), 6)))
-        elif kind == 4:  # fence
-            y = _u(R, hz + 0.05 * S, hz + 0.3 * S)
-            c = _jit(R, (150, 120, 90))
-            w = _u(R, 0.2, 0.5) * S
-            ras.draw(("s", x, y - 0.06 * S, x + w, y - 0.06 * S, 0.015 * S, c))
-            for k in range(5):
-                ras.draw(("s", x + k * w / 4, y, x + k * w / 4, y - 0.1 * S, 0.02 * S, c))
-        else:  # tufts of grass / flowers
-            y = _u(R, hz + 0.05 * S, S)
-            c = _jit(R, _pick(R, [(70, 140, 50), (230, 230, 80), (220, 120, 160)]))
-            for k in range(4):
-                ras.draw(("s", x + k * 0.015 * S, y, x + k * 0.015 * S + _u(R, -0.01, 0.01) * S, y - 0.03 * S,
-                          0.012 * S, c))
-    return hz
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------------------------
 def _hico_box(b, S):
@@ -346,13 +336,16 @@ class _Rendered:
     labels: list  # per entity: object class (0 = person)
     caption: str
     people: dict  # entity -> (joints {name: (x, y)}, person height in px, gaze angle): for checks and figures
+    ropes: list = field(default_factory=list)  # (human, target, hand end (x, y), far end (x, y)) per rope
+    scene: int = -1  # version 2: index into backgrounds.SCENES; -1 in version 1
 
 
 def _to_image(placed):
     """Placed groups [(group, s, m, tx, ty)] -> entities in image coordinates: people (joints moved in place) and
     objects (primitive lists); per entity its class; the draw order (("e", entity) / ("x", primitive)); pairs
-    {(h, t): verbs}, looks {h: t}, fixed gazes {h: angle} and ray exclusions {h: {t}}, in entity indices."""
-    ents, kinds, draw, looks, fixed, ignore, pairs = [], [], [], {}, {}, {}, {}
+    {(h, t): verbs}, looks {h: t}, fixed gazes {h: angle}, ray exclusions {h: {t}} and ropes [(h, t, a, b)], in
+    entity indices."""
+    ents, kinds, draw, looks, fixed, ignore, pairs, ropes = [], [], [], {}, {}, {}, {}, []
     for g, s, m, tx, ty in placed:
         base = len(ents)
         for e in g.ents:
@@ -371,7 +364,9 @@ def _to_image(placed):
         looks.update({base + h: base + t for h, t in g.look.items()})
         fixed.update({base + h: a for h, a in g.gaze_fix.items()})
         ignore.update({base + h: {base + t} for h, t in g.mouth.items()})
-    return ents, kinds, draw, looks, fixed, ignore, pairs
+        ropes += [(base + h, base + t, (tx + m * s * a[0], ty + s * a[1]), (tx + m * s * b[0], ty + s * b[1]))
+                  for h, t, a, b in g.ropes]
+    return ents, kinds, draw, looks, fixed, ignore, pairs, ropes
 
 
 def _draw(ras, draw, ents):
@@ -391,19 +386,34 @@ def _draw(ras, draw, ents):
     return person_prims
 
 
-def _render_image(R, ras, stream, hoi, lut, S, max_people, max_objects, clutter, close_up=False):
-    """Compose, lay out, resolve gazes, label and draw one image.
+def _pick_scene(R, verbs, rec):
+    """The scene of a version 2 image whose pairs do `verbs` (a set of verb indices): with probability
+    rec.scene_bias the home scene of one of them ("home") or of a verb none of them is ("away"), else any."""
+    if R.random() < rec.scene_bias:
+        if rec.scene_rule == "home" and verbs:
+            return HOME_SCENE[_pick(R, sorted(verbs))]
+        away = [v for v in range(len(HOME_SCENE)) if v not in verbs]
+        if rec.scene_rule == "away" and away:
+            return HOME_SCENE[_pick(R, away)]
+    return int(R.random() * N_SCENES)
+
+
+def _render_image(R, ras, stream, hoi, lut, S, rec, close_up=False):
+    """Compose, lay out, resolve gazes, label and draw one image of recipe `rec` (a `_Recipe`).
 
     close_up: one interaction group (a person and their object, or two people) fills the frame instead of a
     scene being laid out (the caption pool's object-centric "web photos")."""
+    v2 = rec.version >= 2
+    n_people = _n_people(R, rec, close_up)
     if close_up:
-        groups = _compose(R, stream, hoi, lut, min(2, max_people), 1)
+        groups = _compose(R, stream, hoi, lut, n_people, min(2, rec.max_people), 1, v2)
         placed, dropped = [], groups  # nothing placed: the first group fills the image (below)
     else:
-        groups = _compose(R, stream, hoi, lut, max_people, max_objects)
-        placed, dropped = _layout(R, groups, S)
-    if not any(not p[0].distractor for p in placed):  # nothing with people fitted: the first group fills the image
-        g = next(g for g in groups if not g.distractor)
+        groups = _compose(R, stream, hoi, lut, n_people, rec.max_people, rec.max_objects, v2,
+                          rec.min_people if v2 else 0)
+        placed, dropped = _layout(R, groups, S, MAX_OVERLAP if v2 else None)
+    if not any(p[0].classes for p in placed):  # no interaction fitted: the first group fills the image
+        g = next(g for g in groups if g.classes)
         x0, y0, x1, y1 = g.bbox()
         s = 0.95 * min(S / (x1 - x0), S / (y1 - y0))
         placed = [(g, s, 1, (S - s * (x1 + x0)) / 2, S - 0.5 - s * y1)]
@@ -412,7 +422,7 @@ def _render_image(R, ras, stream, hoi, lut, S, max_people, max_objects, clutter,
         if not g.distractor:
             stream.give_back([int(lut[o, v]) for v, o in g.classes])
     placed.sort(key=lambda t: t[4])  # far (higher up) first
-    ents, kinds, draw, looks, fixed, ignore, pairs = _to_image(placed)
+    ents, kinds, draw, looks, fixed, ignore, pairs, ropes = _to_image(placed)
     boxes = [e.bbox() if isinstance(e, _Person) else _prims_bbox(e) for e in ents]
     persons = [(i, e) for i, e in enumerate(ents) if isinstance(e, _Person)]
     # ---- gaze decides look_at (and overrides no_interaction: looking at something is an interaction)
@@ -422,8 +432,9 @@ def _render_image(R, ras, stream, hoi, lut, S, max_people, max_objects, clutter,
         vs = pairs.setdefault((h, t), set())
         vs.discard(NOI)
         vs.add(LOOK)
-    # ---- draw
-    _background(R, ras, S, clutter)
+    # ---- draw (version 2: the scene follows the labels, see `_pick_scene`)
+    scene = _pick_scene(R, {v for vs in pairs.values() for v in vs}, rec) if v2 else None
+    _background(R, ras, S, rec.clutter, scene)
     person_prims = _draw(ras, draw, ents)
     final = [_hico_box(_prims_bbox(person_prims[i]) if i in person_prims else boxes[i], S) for i in range(len(ents))]
     rows = sorted((h, t, v) for (h, t), vs in pairs.items() for v in vs)
@@ -435,4 +446,4 @@ def _render_image(R, ras, stream, hoi, lut, S, max_people, max_objects, clutter,
     per_person = [[(v, kinds[t]) for h, t, v in rows if h == i] for i in order]
     caption = make_caption([pp for pp in per_person if pp])
     people = {i: (p.j, p.s, p.gaze) for i, p in persons}
-    return _Rendered(ras.result(), rows, final, kinds, caption, people)
+    return _Rendered(ras.result(), rows, final, kinds, caption, people, ropes, -1 if scene is None else scene)

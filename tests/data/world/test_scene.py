@@ -1,4 +1,4 @@
-"""Scenes (hoilib.data.world.scene): box convention, captions and close-ups."""
+"""Scenes (hoilib.data.world.scene): box convention, captions, close-ups and version 2's background scenes."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 
 from hoilib.config import ExperimentConfig
 from hoilib.data.world import build_world, parse_caption
+from hoilib.data.world.backgrounds import SCENES
 from hoilib.data.world.scene import _hico_box
 
 from _world_sample import render_split
@@ -45,3 +46,14 @@ def test_caption_close_ups_fill_the_frame(tmp_path):
     assert np.array_equal(render_split(10, caption_close_up=1.0)[1], render_split(10, caption_close_up=0.0)[1])
     with pytest.raises(ValueError, match="caption_close_up"):
         build_world(ExperimentConfig().override({"world.caption_close_up": 1.5, "data.cache_dir": str(tmp_path)}))
+
+
+def test_version_2_images_show_their_scene():
+    """The scene is visible: the colours of the top and bottom rows (sky and ground, medians) name it among the
+    16 scenes, clutter and people notwithstanding."""
+    _, images, meta, _ = render_split(100, split="test")
+    assert len({r.scene for r in meta}) >= 12 and all(0 <= r.scene < len(SCENES) for r in meta)
+    colours = np.array([np.r_[sky[0], ground[1]] for _, sky, ground, _ in SCENES], float)  # [16, 6]
+    rows = np.concatenate([np.median(images[:, 0], 1), np.median(images[:, -1], 1)], 1)  # [N, 6]
+    nearest = np.argmin(((rows[:, None] - colours[None]) ** 2).sum(-1), 1)
+    assert (nearest == np.array([r.scene for r in meta])).mean() >= 0.95

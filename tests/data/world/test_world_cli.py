@@ -12,21 +12,24 @@ import hoilib.data.world as world_pkg
 from hoilib.data.world import world_vocabulary
 from hoilib.data.world.__main__ import _main
 
-# The package's modules, lowest layer first: each may import only modules before it (simdet and protocols stand
-# apart, below the store).
-LAYERS = ["vocabulary", "raster", "objects", "people", "interactions", "scene", "generate", "simdet", "protocols",
-          "store", "__init__", "__main__"]
+# The package's modules, lowest layer first: each may import only modules before it (stats, simdet and protocols
+# stand apart, below the store).
+LAYERS = ["vocabulary", "raster", "objects", "people", "interactions", "backgrounds", "scene", "generate", "stats",
+          "simdet", "protocols", "store", "__init__", "__main__"]
 
 
-def test_cli_bench_prints_speed(capsys):
-    _main(["--bench", "--n", "5", "--size", "32"])
+@pytest.mark.parametrize("version", [1, 2])
+def test_cli_bench_prints_speed(capsys, version):
+    _main(["--bench", "--n", "5", "--size", "32", "--version", str(version)])
     out = json.loads(capsys.readouterr().out)
     assert out["images"] == 5 and out["image_size"] == 32 and out["images_per_s_cpu"] > 0
+    assert out["version"] == version
 
 
-def test_cli_preview_writes_a_png(tmp_path, capsys):
+@pytest.mark.parametrize("version", [1, 2])
+def test_cli_preview_writes_a_png(tmp_path, capsys, version):
     path = tmp_path / "grid.png"
-    _main(["--preview", str(path), "--n", "6"])
+    _main(["--preview", str(path), "--n", "6", "--version", str(version)])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().out.strip() == f"wrote {path}"
 
@@ -35,6 +38,7 @@ def test_cli_without_an_action_prints_help(capsys):
     _main([])
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m hoilib.data.world") and "--preview" in out and "--bench" in out
+    assert "--version" in out
 
 
 def _imports(path: Path) -> tuple:
