@@ -11,7 +11,7 @@
 #                          minutes); uses HICODET_ROOT and CLIP_WEIGHTS when set, else builds the fixture once under
 #                          cache/hicodet-smoke/ (python -m hoilib.fixture; delete that folder to rebuild it);
 #                          writes results/hicodet-smoke/ and results/hicodet-smoke/executed/
-#       hicodet and hicodet-smoke first check the root and the weights (hoilib.data.hicodet.preflight) and stop
+#       hicodet and hicodet-smoke first check the root and the weights (python -m hoilib.preflight) and stop
 #       with every problem listed (exit status 2) before any notebook runs
 #       --redo     re-run notebooks whose outputs are up to date (same notebook, code and profile)
 #       --only NN  run only the notebook whose name starts with NN (e.g. --only 05)
@@ -61,7 +61,7 @@ case "$PROFILE" in
 esac
 if [ "$PROFILE" = hicodet ] || [ "$PROFILE" = hicodet-smoke ]; then
   # Everything the notebooks will read, checked before the first one starts; exit status 2 lists every problem.
-  "$PY" -c 'import sys; from hoilib.data.hicodet import preflight_main; sys.exit(preflight_main(sys.argv[1:]))' \
+  "$PY" -m hoilib.preflight \
       --profile "$PROFILE" --root "$HICODET_ROOT" --clip-weights "$CLIP_WEIGHTS"
   OUT=results/$PROFILE/executed
   PARAMS=(-p PROFILE "$PROFILE" -p RESULTS_DIR "../results/$PROFILE" -p HICODET_ROOT "$(realpath "$HICODET_ROOT")"

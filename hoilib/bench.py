@@ -26,13 +26,24 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hoilib import engine
 from hoilib.config import ExperimentConfig
+from hoilib.data.dataset import build_dataset
+from hoilib.data.detections import Detections
+from hoilib.data.splits import hicodet_protocol
+from hoilib.data.vocab import hicodet_vocabulary
+from hoilib.kernels.ho_attention import ho_attention, pair_layout
+from hoilib.kernels.pair_iou import pair_min_iou
+from hoilib.models import build_model
+from hoilib.models.clip_backbone import build_clip
+from hoilib.models.clip_pretrain import clip_cache_path
 
 # (people, objects) per synthetic image -> number of LAIN pairs = people * (people + objects - 1)
 PAIR_LAYOUTS = {30: (3, 8), 152: (8, 12), 435: (15, 15)}
@@ -47,8 +58,6 @@ def time_steps(model, batches: list, device: torch.device, steps: int, warmup: i
                grad_clip: float = 0.1, seen_mask=None, train: bool = True, optimizer=None) -> tuple[float, list]:
     """Images/s of `steps` training steps (or inference passes, train=False) of `model` over `batches` (engine
     `Batch`es on `device`, cycled) after `warmup` untimed ones. Returns (images/s, pairs per image kept)."""
-    from hoilib import engine
-
     params = list(model.trainable_parameters())
     opt = optimizer or torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -110,12 +119,6 @@ def compare_paths(model, batches: list, device: torch.device, steps: int, reps: 
 def world_setup(cfg: ExperimentConfig, n_batches: int = 8, seed: int = 0):
     """(model, batches, seen mask) of the world profile `cfg`: its model (random init, seed 0) and `n_batches`
     training batches of cfg.train.batch_size images."""
-    from hoilib import engine
-    from hoilib.data.dataset import build_dataset
-    from hoilib.models import build_model
-    from hoilib.models.clip_backbone import build_clip
-    from hoilib.models.clip_pretrain import clip_cache_path
-
     train = build_dataset(cfg, "train")
     ck = cfg.clip.checkpoint or (str(clip_cache_path(cfg)) if clip_cache_path(cfg).is_file() else "")
     clip = build_clip(cfg.clip.arch, ck)
@@ -141,8 +144,6 @@ def bench_world(cfg: ExperimentConfig, device: torch.device, steps: int = 8, rep
 def synthetic_items(n: int, n_people: int, n_objects: int, size: int = 224, seed: int = 0,
                     num_objects: int = 80, feat_dim: int = 256, vocab=None) -> list:
     """Dataset-like items (image, size, gt, dets) with boxes on a grid of cells (so NMS keeps them all)."""
-    from hoilib.data.detections import Detections
-
     rng = np.random.default_rng(seed)
     k = n_people + n_objects
     cols = int(np.ceil(np.sqrt(k)))
@@ -178,12 +179,6 @@ def synthetic_items(n: int, n_people: int, n_objects: int, size: int = 224, seed
 def vit_setup(n_pairs: int = 30, batch_size: int = 2, arch: str = "ViT-B-16", n_batches: int = 2):
     """(model, batches, seen mask) of CLIP `arch` at its native size with random weights, HICO-DET's vocabulary and
     synthetic images with `n_pairs` pairs each (`PAIR_LAYOUTS`)."""
-    from hoilib import engine
-    from hoilib.data.splits import hicodet_protocol
-    from hoilib.data.vocab import hicodet_vocabulary
-    from hoilib.models import build_model
-    from hoilib.models.clip_backbone import build_clip
-
     if n_pairs not in PAIR_LAYOUTS:
         raise ValueError(f"n_pairs must be one of {sorted(PAIR_LAYOUTS)}, got {n_pairs}")
     cfg = ExperimentConfig.from_preset("hicodet").override({"clip.arch": arch, "clip.checkpoint": ""})
@@ -215,8 +210,6 @@ def _rss_mib() -> float:
 
 
 def _rss_child(setting: str, fast: bool, threads: int, queue) -> None:
-    import threading
-
     torch.set_num_threads(threads)
     if setting == "world":
         model, batches, seen = world_setup(ExperimentConfig.from_preset("default"), n_batches=2)
@@ -287,9 +280,6 @@ def bench_kernels(device: torch.device, n_pairs: int = 152, batch: int = 8, head
     """HO-token attention (forward + backward) as the Triton kernels, the PyTorch reference, torch SDPA on the HO
     rows with a mask (keys: the patches, then every HO token's own key; the mask keeps patches + self) and
     FlexAttention with the same mask; and pair min-IoU, Triton vs reference. Returns rows of (name, ms)."""
-    from hoilib.kernels.ho_attention import ho_attention, pair_layout
-    from hoilib.kernels.pair_iou import pair_min_iou
-
     lay = pair_layout([n_pairs] * batch, device)
     p = n_pairs * batch
     mk = lambda *s: torch.randn(*s, device=device, dtype=dtype, requires_grad=True)  # noqa: E731

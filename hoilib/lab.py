@@ -29,9 +29,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import ipywidgets as w
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from hoilib import cache, engine, plotting, runs, stats, study
 from hoilib.config import PROTOCOLS, ExperimentConfig
@@ -233,8 +236,6 @@ def store_outputs(cfg: ExperimentConfig, model: LAIN, test, scales=GAMMA_SCALES,
 def _progress(it, show: bool, desc: str):
     if not show:
         return it
-    from tqdm.auto import tqdm
-
     return tqdm(it, desc=desc, unit="batch", dynamic_ncols=True)
 
 
@@ -521,8 +522,6 @@ class Lab:
         return self._widget
 
     def _build(self):
-        import ipywidgets as w
-
         m = self.cfg.model
         style = {"description_width": "150px"}
         layout = w.Layout(width="460px")
@@ -679,7 +678,5 @@ class Lab:
             fig = plotting.plot_paired_differences(self.last_comparison, title=self.table["selection"].iloc[-1])
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-            import matplotlib.pyplot as plt
-
             plt.close(fig)
             self.w_figure.value = buf.getvalue()

@@ -17,7 +17,7 @@ import pandas as pd
 import papermill
 
 from hoilib import study
-from hoilib.data.hicodet import preflight
+from hoilib.preflight import preflight
 from hoilib.fixture import CLIP_ARCH, build_fixture
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import batched_nms
+
+from ..kernels import pair_min_iou, pair_min_iou_reference
 
 HUMAN = 0  # object index of "person" in every vocabulary of the study
 
@@ -120,10 +122,8 @@ def assign_positives_batched(boxes_h: Tensor, boxes_o: Tensor, pair_img: Tensor,
                              fg_iou: float = 0.5, impl: str = "auto") -> Tensor:
     """`assign_positives` of a whole batch at once: pairs and ground truth of all images, each with its image index
     (pair_img [P], gt_img [M]); a pair only matches ground truth of its own image. The min-IoU matrix comes from
-    `kernels.pair_min_iou` (Triton on CUDA with impl "auto"/"triton"), equal to the two box_iou matrices' minimum.
+    `kernels.pair_min_iou` (Triton on CUDA with impl "auto"/"triton"), equal to `assign_positives`'s.
     Returns [P, num_classes] float 0/1."""
-    from ..kernels import pair_min_iou
-
     labels = torch.zeros(boxes_h.shape[0], num_classes, device=boxes_h.device)
     if boxes_h.shape[0] == 0 or gt_boxes_h.shape[0] == 0:
         return labels
@@ -149,7 +149,7 @@ def assign_positives(boxes_h: Tensor, boxes_o: Tensor, gt_boxes_h: Tensor, gt_bo
     if gt_classes.numel() and (int(gt_classes.min()) < 0 or int(gt_classes.max()) >= num_classes):
         raise ValueError(f"ground-truth class out of range [0, {num_classes}): "
                          f"{int(gt_classes.min())}..{int(gt_classes.max())}")
-    iou = torch.minimum(box_iou(boxes_h.float(), gt_boxes_h.float()), box_iou(boxes_o.float(), gt_boxes_o.float()))
+    iou = pair_min_iou_reference(boxes_h.float(), boxes_o.float(), gt_boxes_h.float(), gt_boxes_o.float())
     p, m = torch.nonzero(iou >= fg_iou).unbind(1)
     labels[p, gt_classes[m]] = 1
     return labels

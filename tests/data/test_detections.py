@@ -151,7 +151,7 @@ def test_bad_cache_boxes(tmp_path):
     boxes[8] = [10, 10, 51, 20]  # image 3 is 50 px wide
     path = _save_arrays(tmp_path / "out.npz", boxes=boxes)
     DetectionCache.load(path)  # without sizes nothing to compare with
-    with pytest.raises(DetectionCacheError, match=rf"image 3 \(img_3.jpg\), detection 0: .* outside the 50x70 image"):
+    with pytest.raises(DetectionCacheError, match=r"image 3 \(img_3.jpg\), detection 0: .* outside the 50x70 image"):
         DetectionCache.load(path, sizes=SIZES)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
     with pytest.raises(DetectionCacheError, match="junk.npz: not an .npz archive"):

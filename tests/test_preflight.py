@@ -1,4 +1,4 @@
-"""hoilib.data.hicodet.preflight on broken copies of the HICO-DET-format fixture (hoilib.fixture).
+"""hoilib.preflight on broken copies of the HICO-DET-format fixture (hoilib.fixture).
 
 The fixture is built once (random DETR-R50 and CLIP, 10 + 10 images); each test breaks a copy of it and checks that
 preflight names the problem, and only it.
@@ -14,7 +14,8 @@ from PIL import Image
 from hoilib import study
 from hoilib.data import hicodet
 from hoilib.data.detections import DetectionCache
-from hoilib.data.hicodet import HICODET_IMAGES, preflight, preflight_main
+from hoilib import preflight as pf
+from hoilib.preflight import HICODET_IMAGES, preflight, preflight_main
 from hoilib.data.vocab import ASSETS
 from hoilib.fixture import CLIP_ARCH, build_fixture
 from hoilib.models.clip_backbone import build_clip
@@ -180,11 +181,11 @@ def test_unset_root_and_weights(fixture):
 
 def test_check_ready_for_a_notebook_config(root, fixture):
     cfg = study.experiment_config("hicodet-smoke", hicodet_root=str(root), clip_checkpoint=str(fixture.clip_weights))
-    hicodet.check_ready(cfg)  # the intact copy: nothing raised
+    pf.check_ready(cfg)  # the intact copy: nothing raised
     hicodet.detection_path(root, "train").rename(root / "dets.npz")
-    hicodet.check_ready(cfg.override({"data.detections_train": str(root / "dets.npz")}))
+    pf.check_ready(cfg.override({"data.detections_train": str(root / "dets.npz")}))
     (root / "instances_test2015.json").unlink()
     with pytest.raises(RuntimeError, match=r"the hicodet-smoke profile cannot run \(2 problems\):\n  .*"
                                            r"detections_train2015.npz is missing.*\n  .*instances_test2015.json is "
                                            r"missing"):
-        hicodet.check_ready(cfg)
+        pf.check_ready(cfg)
