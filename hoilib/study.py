@@ -18,6 +18,9 @@ from .config import ExperimentConfig
 PROFILES = ("smoke", "default", "hicodet", "hicodet-smoke")
 # Every table cell is mean ± std over these training seeds (the papers report single runs).
 SEEDS = {"smoke": (0, 1), "default": (0, 1, 2), "hicodet": (0,), "hicodet-smoke": (0,)}
+# The world's seed is a random factor of the study, like the training seed: the primary comparison is replicated on
+# each of these worlds, each with its own CLIP pretrained on its own captions (the CLIP's key covers the world).
+WORLD_SEEDS = {"smoke": (0,), "default": (0, 1), "hicodet": (0,), "hicodet-smoke": (0,)}
 # UC has several random draws of unseen classes; each draw is trained with its own seed (draw k, seed k).
 UC_DRAWS = {"smoke": ("uc0", "uc1"), "default": ("uc0", "uc1", "uc2"), "hicodet": ("uc0", "uc1", "uc2", "uc3", "uc4"),
             "hicodet-smoke": ("uc0", "uc1")}
