@@ -29,7 +29,7 @@ PROTOCOLS = ("rf_uc", "nf_uc", "uo", "uv", "uc0", "uc1", "uc2", "uc3", "uc4", "s
 #
 # Inference only: changes the predictions or metrics of a trained model, never its weights; a sweep over them
 # re-runs inference on the cached training run (`hoilib.runs`).
-INFERENCE_ONLY = ("model.lambda_test", "model.zs_topk", "model.zs_rule", "eval", "data.detections_test")
+INFERENCE_ONLY = ("model.lambda_test", "model.gamma_scale", "model.zs_topk", "model.zs_rule", "eval", "data.detections_test")
 # Speed only: decides where and how fast a computation runs, never a number; left out of every cache key.
 SPEED_ONLY = ("train.device", "train.num_workers", "train.grid_workers", "model.kernel_impl", "model.fast_path",
               "eval.batch_size")
@@ -153,6 +153,7 @@ class ModelConfig:
     focal_gamma: float = 0.2  # official code; the paper leaves it open (2.0 is the class default)
     lambda_train: float = 1.0  # detector-score exponent inside the training loss (official)
     lambda_test: float = 2.8  # S * S_H^lambda * S_O^lambda at inference (official hyper_lambda)
+    gamma_scale: float = 1.0  # gamma_LA and gamma_IA times this at inference only: 0 = what the trained adapters add
     fg_iou: float = 0.5  # positive if min(IoU_h, IoU_o) >= fg_iou
     # HOICLIP components (HOICLIP §3.3-3.5)
     use_verb_classifier: bool = False  # visual-semantic-arithmetic verb classifier + verb adapter
@@ -401,7 +402,7 @@ _CHECKS = {
     "model.focal_alpha": _between(0.0, 1.0), "model.focal_gamma": _at_least(0.0),
     "model.lambda_train": _at_least(0.0), "model.lambda_test": _at_least(0.0),
     "model.fg_iou": _between(0.0, 1.0, open_lo=True), "model.verb_alpha": _at_least(0.0),
-    "model.zs_topk": _at_least(0), "model.zs_rule": _one_of("hoiclip", "logit"),
+    "model.zs_topk": _at_least(0), "model.gamma_scale": _at_least(0.0), "model.zs_rule": _one_of("hoiclip", "logit"),
     "model.kernel_impl": _one_of("auto", "triton", "torch"),
     "train.epochs": _at_least(1), "train.batch_size": _at_least(1), "train.lr": _positive,
     "train.weight_decay": _at_least(0.0), "train.lr_step": _at_least(1), "train.lr_gamma": _between(0.0, 1.0, True),

@@ -30,6 +30,7 @@ that union batch. Only rank 0 writes files.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -607,18 +608,22 @@ def infer(cfg: ExperimentConfig, checkpoint_or_model, split: str | None = None, 
                                                              model.image_size))
     amp = cfg.train.amp and device.type == "cuda"
     parts = []
-    for batch in tqdm(loader, desc=f"infer {split}", disable=not (progress and info.is_main), unit="batch",
-                      dynamic_ncols=True):
-        batch = batch.preprocessed(model.preprocess).to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            outputs = model(batch.images, batch.detections, None)
-        results = model.postprocess(outputs, batch.orig_sizes)
-        for img, r in zip(batch.image_index, results):
-            n = int(len(r["score"]))
-            parts.append(dict(image_index=np.full(n, img, np.int64),
-                              boxes_h=_np(r["boxes_h"], np.float32).reshape(n, 4),
-                              boxes_o=_np(r["boxes_o"], np.float32).reshape(n, 4),
-                              hoi=_np(r["hoi"], np.int64).reshape(n), score=_np(r["score"], np.float32).reshape(n)))
+    # model.gamma_scale (inference only): the trained gammas scaled for this pass, exactly restored afterwards
+    scaled = model.scaled_gammas(cfg.model.gamma_scale) if hasattr(model, "scaled_gammas") else contextlib.nullcontext()
+    with scaled:
+        for batch in tqdm(loader, desc=f"infer {split}", disable=not (progress and info.is_main), unit="batch",
+                          dynamic_ncols=True):
+            batch = batch.preprocessed(model.preprocess).to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                outputs = model(batch.images, batch.detections, None)
+            results = model.postprocess(outputs, batch.orig_sizes)
+            for img, r in zip(batch.image_index, results):
+                n = int(len(r["score"]))
+                parts.append(dict(image_index=np.full(n, img, np.int64),
+                                  boxes_h=_np(r["boxes_h"], np.float32).reshape(n, 4),
+                                  boxes_o=_np(r["boxes_o"], np.float32).reshape(n, 4),
+                                  hoi=_np(r["hoi"], np.int64).reshape(n),
+                                  score=_np(r["score"], np.float32).reshape(n)))
     if was_training:
         model.train()
     if info.enabled:

@@ -43,7 +43,7 @@ from hoilib.models import hoiclip
 from hoilib.models.lain import LAIN, entry_scores
 from hoilib.models.pairs import scale_boxes
 
-__all__ = ["GAMMA_SCALES", "SWITCHES", "BASELINE", "KNOBS", "StoredOutputs", "scaled_gammas", "store_outputs",
+__all__ = ["GAMMA_SCALES", "SWITCHES", "BASELINE", "KNOBS", "StoredOutputs", "store_outputs",
            "run_outputs", "rescore", "evaluate", "knob_sweep", "predictions_match", "map_text", "selection_overrides",
            "setting_label", "is_trained", "train_runs", "Lab"]
 
@@ -135,23 +135,6 @@ class StoredOutputs:
 
 
 @contextlib.contextmanager
-def scaled_gammas(model: LAIN, scale: float):
-    """Multiply every gamma_LA and gamma_IA of `model` by `scale` inside the block; the exact values come back after."""
-    params = [getattr(a, kind).gamma for a in model.adapters or () for kind in ("la", "ia")
-              if getattr(a, kind) is not None]
-    saved = [p.detach().clone() for p in params]
-    try:
-        with torch.no_grad():
-            for p in params:
-                p.mul_(float(scale))
-        yield model
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-
-
-@contextlib.contextmanager
 def _attributes(obj, **values):
     old = {k: getattr(obj, k) for k in values}
     try:
@@ -198,7 +181,7 @@ def store_outputs(cfg: ExperimentConfig, model: LAIN, test, scales=GAMMA_SCALES,
                 zs.append(model.zero_shot_scores(batch.images).float().cpu())
             for g, gamma in enumerate(scales):
                 captured.clear()
-                with scaled_gammas(model, gamma), _attributes(model, verb_alpha=0.0, zs_topk=0), \
+                with model.scaled_gammas(gamma), _attributes(model, verb_alpha=0.0, zs_topk=0), \
                         torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                     outputs = model(batch.images, batch.detections, None)
                 s_inter[g].append(torch.cat([o["logits"].float() for o in outputs]).cpu())

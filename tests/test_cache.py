@@ -70,6 +70,7 @@ def test_config_fields_enter_the_keys_by_role():
         "model.lambda_test": (1.0, {"predictions"}),
         "eval.ap": ("area", {"predictions"}),
         "model.zs_topk": (5, {"predictions"}),
+        "model.gamma_scale": (0.0, {"predictions"}),
         "model.zs_rule": ("logit", {"predictions"}),
         "train.augment_flip": (False, {"run"}),
         "train.augment_scale": ([0.8, 1.0], {"run"}),

@@ -68,13 +68,13 @@ def test_rescored_outputs_equal_infer(cfg, variant):
     assert lab.predictions_match(got, want)
     assert not np.allclose(got["score"], own["score"])  # the knobs did change the scores
     if variant != "w/o adapters":
-        with lab.scaled_gammas(model, 0.5):
+        with model.scaled_gammas(0.5):
             want = _infer(c, model, lambda_test=c.model.lambda_test, zs_topk=c.model.zs_topk,
                           verb_alpha=c.model.verb_alpha)
         assert lab.predictions_match(lab.rescore(out, gamma=0.5), want)
         g = [a.la.gamma for a in model.adapters]
         assert all(torch.equal(x, y) for x, y in zip(g, [a.la.gamma for a in engine.load_trained_model(
-            c, runs.run_dir(c)).adapters]))  # scaled_gammas put the exact values back
+            c, runs.run_dir(c)).adapters]))  # scaled_gammas puts the exact values back
     # timing is measured, not asserted
     t0 = time.perf_counter()
     m = lab.evaluate(c, out, test, lam=2.0)

@@ -24,6 +24,8 @@ Two implementations of the same model, chosen by `fast_path` (config `model.fast
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -173,6 +175,23 @@ class LAIN(nn.Module):
             if g:
                 out[key] = float(torch.cat(g).abs().mean())
         return out
+
+    @contextlib.contextmanager
+    def scaled_gammas(self, scale: float):
+        """Multiply every gamma_LA and gamma_IA by `scale` inside the block (0: the model without what its adapters
+        add; `model.gamma_scale` at inference); the exact values come back afterwards."""
+        params = [getattr(a, kind).gamma for a in self.adapters or () for kind in ("la", "ia")
+                  if getattr(a, kind) is not None]
+        saved = [p.detach().clone() for p in params]
+        try:
+            with torch.no_grad():
+                for p in params:
+                    p.mul_(float(scale))
+            yield self
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
 
     def trainable_parameters(self) -> list:
         """Adapters, prompt contexts, layout MLP, HO-token MLP, logit scale (and the HOICLIP verb head)."""

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hoilib import cache
 from hoilib.config import ExperimentConfig
 from hoilib.data.detections import Detections
 from hoilib.data.images import crop, union_box
@@ -570,3 +571,25 @@ def test_vit_b16_lain_forward_backward_cpu():
     assert torch.isfinite(losses["loss"])
     assert model.adapters[0].la.gamma.grad is not None and model.prompt_learner.ctx.grad is not None
     assert all(p.grad is None for p in model.clip.parameters())
+
+
+
+def test_gamma_scale_is_inference_only_and_zero_removes_the_adapters():
+    """model.gamma_scale = 0 at inference: the trained LAIN without what its adapters add (exactly restored after)."""
+    cfg = ExperimentConfig().override({"model.adapter_dim": 8, "model.n_context_queries": 2, "model.gamma_scale": 0.0})
+    assert cache.run_key(cfg) == cache.run_key(cfg.override({"model.gamma_scale": 1.0}))
+    assert cache.predictions_key(cfg) != cache.predictions_key(cfg.override({"model.gamma_scale": 1.0}))
+    torch.manual_seed(0)
+    clip = build_clip("hoi-world-vit")
+    lain = build_model(cfg, toy_vocab(), clip=clip).eval()
+    set_gammas(lain)
+    base = build_model(cfg.override({"model.use_la": False, "model.use_ia": False}), toy_vocab(), clip=clip).eval()
+    base.load_state_dict({k: v for k, v in lain.state_dict().items() if k in base.state_dict()}, strict=False)
+    images, dets = torch.randn(2, 3, 64, 64), [random_dets(2, 3, seed=1), random_dets(1, 4, seed=2)]
+    before = [g.detach().clone() for g in (lain.adapters[0].la.gamma, lain.adapters[0].ia.gamma)]
+    with torch.no_grad(), lain.scaled_gammas(0.0):
+        zero = lain(images, dets)
+    ref = base(images, dets)
+    for a, b in zip(zero, ref):
+        assert torch.equal(a["logits"], b["logits"])
+    assert torch.equal(lain.adapters[0].la.gamma, before[0]) and torch.equal(lain.adapters[0].ia.gamma, before[1])
