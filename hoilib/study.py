@@ -1,14 +1,26 @@
-"""The study's design as data: which runs make each table, and the published numbers they are compared with.
+"""The study's design as data: which runs make each table, which comparisons decide which claims, how the choices are
+made on the validation split, and the published numbers ours are read against.
 
-Notebooks import from here so that the rows of every table, the seeds and the sweeps are defined once and
-tested. Published numbers are HICO-DET with CLIP ViT-B/16 (LAIN) or ViT-B/32 + ResNet-50 (HOICLIP); ours come
-from the built-in world unless the `hicodet` profile is used: every table says which in its `ours_from` column.
+Notebooks import from here so that the rows of every table, the seeds, the comparisons and the sweeps are defined
+once and tested. Published numbers are HICO-DET with CLIP ViT-B/16 (LAIN) or ViT-B/32 + ResNet-50 (HOICLIP); ours
+come from the built-in world unless a hicodet profile is used (`ours_from` says which, in each table's caption).
+
+Design (named before the runs):
+- The primary comparison is LAIN against the same CLIP without adapters on the default protocol (RF-UC), Full and
+  Unseen mAP, paired by training seed (common random numbers: `models.build_model`), replicated on every world seed
+  of the profile (`WORLD_SEEDS`, each world with its own CLIP) and pooled. Everything else is secondary.
+- Every claim is decided by `hoilib.stats` (paired t interval, one verdict rule); no choice is made on the test split:
+  learning rate, augmentation and lambda are chosen on the validation split (`validation`), HOICLIP's alpha and K
+  keep HOICLIP's own values (chosen on HICO-DET's validation split) and are re-examined on ours in notebook 07.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from . import runs, stats
 from .config import ExperimentConfig
 
 # ---------------------------------------------------------------------------------------------------------
@@ -16,8 +28,11 @@ from .config import ExperimentConfig
 # ---------------------------------------------------------------------------------------------------------
 # hicodet-smoke: the hicodet profile's code path on a HICO-DET-format fixture (`python -m hoilib.fixture`).
 PROFILES = ("smoke", "default", "hicodet", "hicodet-smoke")
-# Every table cell is mean ± std over these training seeds (the papers report single runs).
+# Training seeds of the secondary tables (main table beyond the primary comparison, ablations, sweeps, figures).
 SEEDS = {"smoke": (0, 1), "default": (0, 1, 2), "hicodet": (0,), "hicodet-smoke": (0,)}
+# Training seeds of the primary comparison, per world seed (chosen for its power: notebook 05 prints the achieved
+# half-width and the seeds a half-width of 1.0 mAP would need).
+PRIMARY_SEEDS = {"smoke": (0, 1, 2), "default": tuple(range(8)), "hicodet": (0,), "hicodet-smoke": (0,)}
 # The world's seed is a random factor of the study, like the training seed: the primary comparison is replicated on
 # each of these worlds, each with its own CLIP pretrained on its own captions (the CLIP's key covers the world).
 WORLD_SEEDS = {"smoke": (0,), "default": (0, 1), "hicodet": (0,), "hicodet-smoke": (0,)}
@@ -58,56 +73,130 @@ def ours_from(cfg: ExperimentConfig) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Main table (LAIN Tab. 1 / HOICLIP Tab. 2): zero-shot protocols x methods
+# Main table (LAIN Tab. 1 / HOICLIP Tab. 2): zero-shot protocols x methods; the primary comparison
 # ---------------------------------------------------------------------------------------------------------
 MAIN_PROTOCOLS = ("rf_uc", "nf_uc", "uo", "uv", "uc", "supervised")
 PROTOCOL_NAMES = {"rf_uc": "RF-UC", "nf_uc": "NF-UC", "uo": "UO", "uv": "UV", "uc": "UC",
                   "supervised": "Fully supervised"}
 
-MAIN_METHODS = {
-    "w/o adapters": {"model.use_la": False, "model.use_ia": False},
-    "LAIN": {},
-    "LAIN + HOICLIP components": {"model.use_verb_classifier": True, "model.verb_alpha": 0.5, "model.zs_topk": 10},
-}
+BASELINE = {"model.use_la": False, "model.use_ia": False}
+# HOICLIP's components with HOICLIP's own alpha and K (chosen on HICO-DET's validation split, HOICLIP Tab. 7).
+HOICLIP_COMPONENTS = {"model.use_verb_classifier": True, "model.verb_alpha": 0.5, "model.zs_topk": 10}
+MAIN_METHODS = {"w/o adapters": BASELINE, "LAIN": {}, "LAIN + HOICLIP components": HOICLIP_COMPONENTS}
 
-# The default protocol's LAIN-vs-baseline comparison again with a longer schedule (notebook 05, section 3). The
-# default profile trains 186 steps (1,500 images x 2 epochs), which keeps the study's ~90 runs inside its time budget
-# but is too short for the adapters, whose gammas start at 1e-9, to separate from the baseline. This schedule passes
-# 4x as many images: all 3,000 training images for 4 epochs, the lr divided by 10 after epoch 3. The hicodet
-# profile already trains the official 20-epoch schedule, so it adds nothing there (nor at its fixture scale).
-LONG_SCHEDULE = {"smoke": {"train.epochs": 4, "train.lr_step": 3},
-                 "default": {"train.max_train_images": 3000, "train.epochs": 4, "train.lr_step": 3},
-                 "hicodet": {}, "hicodet-smoke": {}}
-LONG_SCHEDULE_METHODS = ("w/o adapters", "LAIN")
-
-
-def images_passed(cfg: ExperimentConfig) -> int:
-    """Training images times epochs of one run; `train.max_train_images` 0 (the whole training set) counts as the
-    built-in world's `world.n_train`, so on HICO-DET only schedules over the same set compare."""
-    return (cfg.train.max_train_images or cfg.world.n_train) * cfg.train.epochs
+PRIMARY_PROTOCOL = "rf_uc"  # the default protocol (config default; LAIN's first setting)
+PRIMARY_METRICS = ("full", "unseen")
+PRIMARY_METHODS = {"w/o adapters": BASELINE, "LAIN": {}}
+# The one primary comparison of the study; every other comparison is secondary and says so.
+PRIMARY = {"LAIN - w/o adapters": stats.Comparison("w/o adapters", "LAIN", 1,
+                                                   primary=tuple((PRIMARY_PROTOCOL, m) for m in PRIMARY_METRICS))}
+MAIN_COMPARISONS = {"LAIN - w/o adapters": stats.Comparison("w/o adapters", "LAIN", 1),
+                    "HOICLIP components - LAIN": stats.Comparison("LAIN", "LAIN + HOICLIP components", 1)}
+PRIMARY_HALF_WIDTH = 1.0  # the target half-width of the primary comparison's 95% interval, Full mAP (points)
+ABLATION_HALF_WIDTH = 2.0  # the target half-width of each LA / IA ablation row, Unseen mAP (points)
 
 # LAIN paper (ViT-B/16), Full mAP per protocol (paper summary table; Unseen/Seen are not in our sources).
 PAPER_LAIN_FULL = {"rf_uc": 34.41, "nf_uc": 33.23, "uo": 34.27, "uv": 33.12, "uc": 34.36, "supervised": 36.02}
 # Released LAIN checkpoints (official README model zoo): (unseen, seen, full).
 RELEASED_LAIN = {"rf_uc": (32.34, 35.17, 34.60), "nf_uc": (36.67, 32.63, 33.44), "uo": (37.65, 33.61, 34.28),
                  "uv": (29.23, 33.95, 33.29)}
-# HOICLIP Tab. 2 (with training-free enhancement; ViT-B/32, one-stage): (unseen, seen, full).
+# HOICLIP Tab. 2 (with training-free enhancement; ViT-B/32, one-stage): (unseen, seen, full). Its UC row is printed
+# with exactly the numbers of its RF-UC row; we quote it as printed.
 PAPER_HOICLIP = {"rf_uc": (25.53, 34.85, 32.99), "nf_uc": (26.39, 28.10, 27.75), "uo": (16.20, 30.99, 28.53),
                  "uv": (24.30, 32.19, 31.09), "uc": (25.53, 34.85, 32.99)}
+# Where each published column comes from (table captions and manifests; not repeated in every row).
+PAPER_SOURCES = {
+    "paper_lain_full_map": "LAIN (CVPR 2025) paper, HICO-DET, ViT-B/16, Full mAP",
+    "released_lain_*_map": "LAIN's released checkpoints (official README model zoo), HICO-DET, ViT-B/16",
+    "hoiclip_tab2_*_map": "HOICLIP (CVPR 2023) Tab. 2, HICO-DET, ViT-B/32 one-stage (its UC row repeats RF-UC)",
+}
 
 
-def main_paper_values(method: str, protocol: str) -> dict:
-    """Published (unseen, seen, full) for a main-table cell; NaN where no source gives the number."""
+def main_paper_columns(method: str, protocol: str) -> dict:
+    """The published numbers of a main-table cell, one column per source, NaN where a source has none."""
     nan = float("nan")
-    if method == "LAIN":
-        u, s, _ = RELEASED_LAIN.get(protocol, (nan, nan, nan))
-        return {"unseen": u, "seen": s, "full": PAPER_LAIN_FULL.get(protocol, nan),
-                "paper_source": "LAIN (CVPR 2025), HICO-DET, ViT-B/16; unseen/seen from the released checkpoints"}
-    if method == "LAIN + HOICLIP components":
-        u, s, f = PAPER_HOICLIP.get(protocol, (nan, nan, nan))
-        return {"unseen": u, "seen": s, "full": f,
-                "paper_source": "HOICLIP (CVPR 2023) itself, HICO-DET, ViT-B/32 (a one-stage detector, not LAIN)"}
-    return {"unseen": nan, "seen": nan, "full": nan, "paper_source": ""}
+    u, se, f = RELEASED_LAIN.get(protocol, (nan,) * 3) if method == "LAIN" else (nan,) * 3
+    hu, hs, hf = PAPER_HOICLIP.get(protocol, (nan,) * 3) if method == "LAIN + HOICLIP components" else (nan,) * 3
+    return {"paper_lain_full_map": PAPER_LAIN_FULL.get(protocol, nan) if method == "LAIN" else nan,
+            "released_lain_unseen_map": u, "released_lain_seen_map": se, "released_lain_full_map": f,
+            "hoiclip_tab2_unseen_map": hu, "hoiclip_tab2_seen_map": hs, "hoiclip_tab2_full_map": hf}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Choices on the validation split (notebook 04); the test split is evaluated only for the reported tables
+# ---------------------------------------------------------------------------------------------------------
+VALIDATION_PROTOCOL = PRIMARY_PROTOCOL
+VALIDATION_SEEDS = {"smoke": (0,), "default": (0, 1), "hicodet": (0,), "hicodet-smoke": (0,)}
+# Learning rates tried on the built-in world; on HICO-DET the official value is kept (each choice would cost full
+# trainings on the real data: say so where it is used).
+LR_GRID = {"smoke": (0.02, 0.05), "default": (0.01, 0.02, 0.04), "hicodet": (1e-3,), "hicodet-smoke": (1e-3,)}
+AUGMENTATION = {
+    "off": {"train.augment_flip": False, "train.augment_color": 0.0, "train.augment_scale": (1.0, 1.0)},
+    "official": {"train.augment_flip": True, "train.augment_color": 0.4, "train.augment_scale": (0.5, 1.0)},
+}
+AUGMENTATION_GRID = {"smoke": ("off", "official"), "default": ("off", "official"), "hicodet": ("official",),
+                     "hicodet-smoke": ("official",)}
+LAMBDAS = (0.0, 1.0, 2.0, 2.8, 4.0)  # detector-score exponents tried at inference (official 2.8)
+VALIDATION_METHODS = PRIMARY_METHODS  # a choice must suit both arms, not LAIN alone
+
+
+@dataclass
+class Validation:
+    """What `validation` measured and chose: `chosen` holds dotted overrides (train.lr, the augmentation fields,
+    model.lambda_test); `tables` {"lr", "augmentation", "lambda"} the long run_grid frames on the validation split
+    (value = mAP) with the tried value in a `tried` column, in the order tried."""
+
+    chosen: dict
+    tables: dict
+
+    def summary(self) -> pd.DataFrame:
+        """One row per (choice, tried value): mean validation Full mAP over both arms and the seeds, and which won."""
+        rows = []
+        for name, long in self.tables.items():
+            best = _best_value(long)
+            full = long[long["metric"] == "full"]
+            for v, g in full.groupby("tried", sort=False):
+                rows.append(dict(choice=name, tried=str(v), val_full_map=float(g["value"].mean()), n_runs=int(len(g)),
+                                 chosen=bool(v == best)))
+        return pd.DataFrame(rows)
+
+
+def _best_value(long: pd.DataFrame, metric: str = "full"):
+    """The tried value with the highest mean `metric` over methods and seeds (the first of equals)."""
+    m = long[long["metric"] == metric].groupby("tried", sort=False)["value"].mean()
+    return m.index[int(np.argmax(m.to_numpy()))]
+
+
+def _tried(cfg: ExperimentConfig, variants: dict, seeds, progress: bool) -> pd.DataFrame:
+    """run_grid of the validation methods for each {tried value: overrides}, long, with a `tried` column."""
+    frames = []
+    for tried, over in variants.items():
+        grid = {name: {**m, **over} for name, m in VALIDATION_METHODS.items()}
+        frames.append(runs.run_grid(cfg, grid, seeds, [VALIDATION_PROTOCOL], progress=progress).assign(tried=tried))
+    return pd.concat(frames, ignore_index=True)
+
+
+def validation(cfg: ExperimentConfig, progress: bool = True) -> Validation:
+    """Choose the learning rate, the augmentation and lambda on the validation split (cached runs; instant once
+    notebook 04 has run them). Each choice maximises the mean validation Full mAP of both arms of the primary
+    comparison over `VALIDATION_SEEDS`, in this order: lr (augmentation off), augmentation (at the chosen lr),
+    lambda (inference only, on the models trained with both choices)."""
+    prof = cfg.profile
+    base = cfg.override({"eval.split": "val"})
+    seeds = VALIDATION_SEEDS[prof]
+    aug0 = AUGMENTATION[AUGMENTATION_GRID[prof][0]]
+    lr = _tried(base, {v: {"train.lr": v, **aug0} for v in LR_GRID[prof]}, seeds, progress)
+    chosen = {"train.lr": float(_best_value(lr))}
+    aug = _tried(base, {k: {**chosen, **AUGMENTATION[k]} for k in AUGMENTATION_GRID[prof]}, seeds, progress)
+    chosen.update(AUGMENTATION[_best_value(aug)])
+    lam = _tried(base, {v: {**chosen, "model.lambda_test": v} for v in LAMBDAS}, seeds, progress)
+    chosen["model.lambda_test"] = float(_best_value(lam))
+    return Validation(chosen=chosen, tables={"lr": lr, "augmentation": aug, "lambda": lam})
+
+
+def with_choices(cfg: ExperimentConfig, progress: bool = False) -> ExperimentConfig:
+    """The profile's config with the choices made on the validation split (evaluated on the test split)."""
+    return cfg.override(validation(cfg, progress=progress).chosen, {"eval.split": "test"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -136,14 +225,38 @@ PAPER_ABLATION = {
     "IA: w/o IPRM": (24.32, 32.76, 31.57), "IA: w/o context extraction": (25.64, 32.41, 31.40),
 }
 
+# Each row judged against the row the paper compares it with: adapters added to "w/o adapters" (the paper: gains), a
+# part removed from (or replaced in) the full "+ LA + IA" (the paper: losses).
+ABLATION_COMPARISONS = {
+    **{f"{row} - w/o adapters": stats.Comparison("w/o adapters", row, 1) for row in ("+ LA only", "+ IA only",
+                                                                                    "+ LA + IA")},
+    **{f"{row} - + LA + IA": stats.Comparison("+ LA + IA", row, -1) for row in list(ABLATIONS)[4:]},
+}
+ABLATION_METRICS = ("unseen", "full")
+
+
+def paper_difference(comparison: stats.Comparison, metric: str) -> float:
+    """The paper's b - a for an ablation comparison (LAIN's ablation table), in mAP points."""
+    i = ("unseen", "seen", "full").index(metric)
+    return round(PAPER_ABLATION[comparison.b][i] - PAPER_ABLATION[comparison.a][i], 2)
+
+
+# Inference only, on trained LAIN runs: the same run with gamma_LA = gamma_IA = 0 at test time (paired, same model).
+GAMMA_ZERO = {"LAIN": {}, "LAIN, gamma = 0 at test": {"model.gamma_scale": 0.0}}
+GAMMA_ZERO_COMPARISON = {"gamma = 0 at test - LAIN": stats.Comparison("LAIN", "LAIN, gamma = 0 at test", -1)}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sweeps (HOICLIP Tab. 7: alpha needs retraining, top-K is inference only; plus LAIN's detector-fusion lambda)
 # ---------------------------------------------------------------------------------------------------------
 SWEEP_PROTOCOL = ABLATION_PROTOCOL
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TOPKS = (0, 5, 10, 15, 20)
-LAMBDAS = (0.0, 1.0, 2.0, 2.8, 4.0)
-SWEEP_BASE = {"model.use_verb_classifier": True, "model.verb_alpha": 0.5, "model.zs_topk": 10}
+SWEEP_BASE = HOICLIP_COMPONENTS
+# Each sweep: (dotted key, values, the value the paper chose). Every other value is compared with the paper's choice,
+# paired by seed: the claim "the paper's value is best" is direction -1 for (other - chosen).
+SWEEPS = {"alpha": ("model.verb_alpha", ALPHAS, 0.5), "topk": ("model.zs_topk", TOPKS, 10),
+          "lambda": ("model.lambda_test", LAMBDAS, 2.8)}
 # HOICLIP Tab. 7 (validation split of HICO-DET, fully supervised): value -> (full, rare, non_rare).
 PAPER_ALPHA = {0.0: (31.16, 20.96, 34.12), 0.25: (31.13, 21.50, 33.93), 0.5: (31.65, 22.92, 34.18),
                0.75: (30.88, 22.82, 33.22), 1.0: (30.33, 24.80, 32.72)}
@@ -172,7 +285,8 @@ def summarise(long: pd.DataFrame, by=("setting", "protocol", "metric")) -> pd.Da
 
 
 def wide_table(summary: pd.DataFrame, index: list, metrics=("unseen", "seen", "full")) -> pd.DataFrame:
-    """One row per `index` tuple with `<metric>_mean`, `<metric>_std` columns (only metrics present)."""
+    """One row per `index` tuple with `<metric>_mean_map`, `<metric>_sd_map` columns (mAP points; only metrics
+    present) and n_runs."""
     rows = []
     for key, grp in summary.groupby(index, sort=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -180,77 +294,110 @@ def wide_table(summary: pd.DataFrame, index: list, metrics=("unseen", "seen", "f
         for m in metrics:
             g = grp[grp["metric"] == m]
             if len(g):
-                row[f"{m}_mean"] = float(g["mean"].iloc[0])
-                row[f"{m}_std"] = float(g["std"].iloc[0])
+                row[f"{m}_mean_map"] = float(g["mean"].iloc[0])
+                row[f"{m}_sd_map"] = float(g["std"].iloc[0])
                 row["n_runs"] = int(g["n_runs"].iloc[0])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def main_table(long: pd.DataFrame, ours: str) -> pd.DataFrame:
-    """Main table: rows (method, protocol); ours (mean, std over seeds/draws) beside the published numbers."""
-    s = summarise(collapse_uc(long))
-    t = wide_table(s, ["setting", "protocol"])
+def main_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Main table: rows (method, protocol); ours (mean and sd over seeds / UC draws) beside the published numbers,
+    one column per source (`PAPER_SOURCES`)."""
+    t = wide_table(summarise(collapse_uc(long)), ["setting", "protocol"])
+    paper = pd.DataFrame([main_paper_columns(r.setting, r.protocol) for r in t.itertuples()])
+    t = pd.concat([t, paper], axis=1)
     t["protocol"] = t["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p))
-    inv = {v: k for k, v in PROTOCOL_NAMES.items()}
-    for m in ("unseen", "seen", "full"):
-        t[f"paper_{m}"] = [main_paper_values(r.setting, inv[r.protocol])[m] for r in t.itertuples()]
-    t["paper_source"] = [main_paper_values(r.setting, inv[r.protocol])["paper_source"] for r in t.itertuples()]
-    t["ours_from"] = ours
     return t.rename(columns={"setting": "method"})
 
 
-def gain_table(table: pd.DataFrame, comparisons: dict, metrics=("unseen", "seen", "full")) -> pd.DataFrame:
-    """Differences of means between methods of `main_table`'s output, with their standard errors.
+def paired_table(long: pd.DataFrame, comparisons: dict, metrics=("full", "unseen"), protocols=None) -> pd.DataFrame:
+    """`stats.comparison_table` (paired differences b - a by seed, 95% t interval, verdict) with protocol names."""
+    t = stats.comparison_table(collapse_uc(long), comparisons, metrics=metrics, protocols=protocols)
+    t["protocol"] = t["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p))
+    return t
 
-    comparisons: {column name: (method a, method b)} -> column `a - b` and its standard error `<name> se`
-    (independent runs: se = sqrt(std_a^2 / n_a + std_b^2 / n_b)). One row per (protocol, metric); cells that
-    a protocol lacks (unseen under full supervision) are left out.
-    """
+
+def replicated_table(frames: dict, comparisons: dict, metrics=PRIMARY_METRICS, protocols=None) -> pd.DataFrame:
+    """`paired_table` per world seed ({world seed: long}) and pooled over the worlds (column `world`: the seed, or
+    "pooled"). Pooling pairs every (world, training seed) once; it does not model the worlds as a random factor, so
+    the per-world rows are read first: a claim supported in one world and contradicted in another is reported as
+    exactly that (`replication_verdict`)."""
+    parts = [paired_table(long, comparisons, metrics, protocols).assign(world=str(w)) for w, long in frames.items()]
+    if len(frames) > 1:
+        pooled = pd.concat([long.assign(seed=long["seed"] + 10_000 * int(w)) for w, long in frames.items()])
+        parts.append(paired_table(pooled, comparisons, metrics, protocols).assign(world="pooled"))
+    t = pd.concat(parts, ignore_index=True)
+    return t[["world"] + [c for c in t.columns if c != "world"]]
+
+
+def replication_verdict(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (comparison, protocol, metric): the verdicts of the single worlds side by side and what they say
+    together: "supported in every world", "contradicted in every world", "split: supported in ... and contradicted in
+    ..." or "inconclusive in at least one world" (the pooled row's verdict beside it)."""
     rows = []
-    for metric in metrics:
-        cols = {}
-        for name, (a, b) in comparisons.items():
-            ta = table[table["method"] == a].set_index("protocol")
-            tb = table[table["method"] == b].set_index("protocol")
-            cols[name] = ta[f"{metric}_mean"] - tb[f"{metric}_mean"]
-            cols[f"{name} se"] = np.sqrt(ta[f"{metric}_std"] ** 2 / ta["n_runs"] + tb[f"{metric}_std"] ** 2 / tb["n_runs"])
-        block = pd.DataFrame(cols).dropna(how="all", subset=list(comparisons))
-        rows.append(block.reset_index().assign(metric=metric))
-    out = pd.concat(rows, ignore_index=True)
-    return out[["protocol", "metric"] + [c for c in out.columns if c not in ("protocol", "metric")]]
+    for key, g in table.groupby(["comparison", "protocol", "metric"], sort=False):
+        single = g[g["world"] != "pooled"]
+        v = dict(zip(single["world"], single["verdict"]))
+        kinds = set(v.values())
+        if kinds == {"supported"}:
+            together = "supported in every world"
+        elif kinds == {"contradicted"}:
+            together = "contradicted in every world"
+        elif {"supported", "contradicted"} <= kinds:
+            together = ("split: supported in world " + ", ".join(w for w, x in v.items() if x == "supported")
+                        + ", contradicted in world " + ", ".join(w for w, x in v.items() if x == "contradicted"))
+        else:
+            together = "inconclusive in at least one world"
+        pooled = g[g["world"] == "pooled"]["verdict"]
+        rows.append(dict(zip(("comparison", "protocol", "metric"), key), worlds=together,
+                         **{f"world_{w}": x for w, x in v.items()},
+                         pooled=pooled.iloc[0] if len(pooled) else "-"))
+    return pd.DataFrame(rows)
 
 
-def seed_pairs(frames: dict, a: str, b: str, metric: str = "full") -> pd.DataFrame:
-    """One row per (schedule, protocol, seed): `metric` of methods a and b trained with that seed, and b - a.
-
-    frames: {schedule name: `runs.run_grid` output}. Both methods must have run every seed of a schedule: the
-    comparison is seed by seed."""
-    rows = []
-    for schedule, long in frames.items():
-        v = long[(long["metric"] == metric) & long["setting"].isin([a, b])]
-        w = v.pivot_table(index=["protocol", "seed"], columns="setting", values="value")
-        missing = [m for m in (a, b) if m not in w.columns or w[m].isna().any()]
-        if missing:
-            raise ValueError(f"seed_pairs: schedule {schedule!r} lacks runs of {missing} for some seeds")
-        rows.append(w[[a, b]].reset_index().assign(schedule=schedule))
-    out = pd.concat(rows, ignore_index=True)
-    out[f"{b} - {a}"] = out[b] - out[a]
-    out.columns.name = None
-    return out[["schedule", "protocol", "seed", a, b, f"{b} - {a}"]]
+def power_table(table: pd.DataFrame, targets: dict) -> pd.DataFrame:
+    """Per row of a paired table: the achieved half-width against a target ({metric: half-width, mAP points}), the
+    pairs the target needs at the measured sd (`stats.seeds_needed`) and the minimum effect detectable with 80% power
+    at the measured n (`stats.minimum_detectable_effect`)."""
+    t = table[table["metric"].isin(list(targets))].copy()
+    t["target_half_width_map"] = t["metric"].map(targets)
+    t["meets_target"] = t["half_width_map"] <= t["target_half_width_map"]
+    t["pairs_for_target"] = [stats.seeds_needed(sd, h) if np.isfinite(sd) and sd > 0 else 2
+                             for sd, h in zip(t["sd_diff_map"], t["target_half_width_map"])]
+    t["mde80_map"] = [stats.minimum_detectable_effect(sd, n) if n > 1 and np.isfinite(sd) else float("nan")
+                      for sd, n in zip(t["sd_diff_map"], t["n_pairs"])]
+    keep = [c for c in ("world", "comparison", "protocol", "metric") if c in t.columns]
+    return t[keep + ["n_pairs", "sd_diff_map", "half_width_map", "target_half_width_map", "meets_target",
+                     "pairs_for_target", "mde80_map"]].reset_index(drop=True)
 
 
-def ablation_table(long: pd.DataFrame, ours: str) -> pd.DataFrame:
-    s = summarise(long)
-    t = wide_table(s, ["setting"])
+def verdict_lines(table: pd.DataFrame) -> list:
+    """`stats.verdict_line` for every row of a paired table, prefixed with what is compared."""
+    out = []
+    for r in table.itertuples():
+        iv = stats.Interval(mean=r.mean_diff_map, sd=r.sd_diff_map, n=int(r.n_pairs), se=float("nan"), t=float("nan"),
+                            half_width=r.half_width_map, low=r.ci_low_map, high=r.ci_high_map)
+        where = f"world {r.world}, " if "world" in table.columns else ""
+        out.append(f"{r.comparison} ({where}{r.protocol}, {r.metric}): {stats.verdict_line(iv, int(r.direction))}")
+    return out
+
+
+def ablation_table(long: pd.DataFrame) -> pd.DataFrame:
+    """The nine rows of LAIN's ablation table: ours (mean and sd over seeds) beside the paper's numbers."""
+    t = wide_table(summarise(long), ["setting"])
     order = {k: i for i, k in enumerate(ABLATIONS)}
     t = t.sort_values("setting", key=lambda c: c.map(order)).reset_index(drop=True)
     for i, m in enumerate(("unseen", "seen", "full")):
-        t[f"paper_{m}"] = [PAPER_ABLATION[r][i] for r in t["setting"]]
-    t["protocol"] = PROTOCOL_NAMES[ABLATION_PROTOCOL]
-    t["ours_from"] = ours
-    t["paper_source"] = "LAIN ablation table, HICO-DET, ViT-B/16 (protocol not stated)"
+        t[f"paper_{m}_map"] = [PAPER_ABLATION[r][i] for r in t["setting"]]
     return t.rename(columns={"setting": "configuration"})
+
+
+def ablation_comparisons(long: pd.DataFrame) -> pd.DataFrame:
+    """`ABLATION_COMPARISONS` as a paired table, with the paper's difference for each row (`paper_diff_map`)."""
+    t = paired_table(long, ABLATION_COMPARISONS, metrics=ABLATION_METRICS)
+    t["paper_diff_map"] = [paper_difference(ABLATION_COMPARISONS[c], m) for c, m in zip(t["comparison"], t["metric"])]
+    return t
 
 
 def detection_quality_table(long: pd.DataFrame) -> pd.DataFrame:
@@ -281,16 +428,27 @@ def per_class_table(per_class_long: pd.DataFrame, train_counts, unseen) -> pd.Da
                          "train_pairs": counts[hoi], "unseen": np.isin(hoi, np.asarray(unseen, np.int64))})
 
 
-def sweep_table(long: pd.DataFrame, name: str, ours: str) -> pd.DataFrame:
-    """A sweep over `name` in {"alpha", "topk", "lambda"}: `setting` holds the value; papers' Tab. 7 beside it."""
-    s = summarise(long)
-    t = wide_table(s, ["setting"], metrics=METRICS)
-    t = t.rename(columns={"setting": name})
-    paper = {"alpha": PAPER_ALPHA, "topk": PAPER_TOPK}.get(name)
+def sweep_comparisons(name: str) -> dict:
+    """Every value of a sweep against the paper's choice (`SWEEPS`), direction -1 ("the chosen value is best")."""
+    _, values, chosen = SWEEPS[name]
+    return {f"{name} {v:g} - {chosen:g}": stats.Comparison(f"{chosen:g}", f"{v:g}", -1) for v in values if v != chosen}
+
+
+def sweep_table(long: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A sweep over `name` ("alpha" | "topk" | "lambda"; `setting` holds the value: `runs.run_sweeps`): ours (mean and sd over
+    seeds) with HOICLIP's Tab. 7 beside it where it has the value, and each value's paired difference from the
+    paper's choice (95% interval, verdict of "the paper's value is best")."""
+    t = wide_table(summarise(long), ["setting"], metrics=METRICS).rename(columns={"setting": name})
+    paper = {"alpha": PAPER_ALPHA, "topk": PAPER_TOPK}.get(name, {})
     for i, m in enumerate(("full", "rare", "non_rare")):
-        t[f"paper_{m}"] = [paper.get(v, (np.nan,) * 3)[i] if paper else np.nan for v in t[name]]
-    t["protocol"] = PROTOCOL_NAMES[SWEEP_PROTOCOL]
-    t["ours_from"] = ours
-    t["paper_source"] = ("HOICLIP Tab. 7 (HICO-DET validation split, fully supervised)" if paper
-                         else "no published sweep")
+        t[f"hoiclip_tab7_{m}_map"] = [paper.get(float(v), (np.nan,) * 3)[i] for v in t[name]]
+    text = long.assign(setting=long["setting"].map(lambda v: f"{float(v):g}"))
+    comp = paired_table(text, sweep_comparisons(name), metrics=("full", "rare"))
+    for m in ("full", "rare"):
+        d = comp[comp["metric"] == m]
+        d = d.set_index(d["comparison"].str.split(" ").str[1])
+        for col, src in ((f"{m}_diff_map", "mean_diff_map"), (f"{m}_ci_low_map", "ci_low_map"),
+                         (f"{m}_ci_high_map", "ci_high_map"), (f"{m}_verdict", "verdict")):
+            t[col] = [d[src].get(f"{float(v):g}", np.nan if col != f"{m}_verdict" else "(the paper's value)")
+                      for v in t[name]]
     return t

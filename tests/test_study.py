@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hoilib import plotting, study
+from hoilib import stats, study
 
 
 def test_summaries_use_sample_std_over_seeds():
@@ -15,65 +15,98 @@ def test_summaries_use_sample_std_over_seeds():
     assert s["n_runs"].iloc[0] == 3
 
 
-def test_main_table_puts_paper_values_beside_ours():
+def _long(values: dict, protocol="rf_uc", metrics=("full", "unseen")) -> pd.DataFrame:
+    """{setting: [value per seed]} -> run_grid-like long rows (unseen = full - 1)."""
+    return pd.DataFrame([dict(setting=k, protocol=protocol, seed=i, metric=m, value=v - (m == "unseen"))
+                         for k, vs in values.items() for i, v in enumerate(vs) for m in metrics])
+
+
+def test_main_table_puts_each_source_in_its_own_column():
     rows = []
     for seed, v in enumerate([30.0, 31.0, 32.0]):
         for m in ("unseen", "seen", "full"):
-            rows.append(dict(setting="LAIN", protocol="rf_uc", seed=seed, metric=m, value=v))
-    t = study.main_table(pd.DataFrame(rows), ours="world")
-    r = t.iloc[0]
-    assert r["protocol"] == "RF-UC" and r["full_mean"] == pytest.approx(31.0) and r["full_std"] == pytest.approx(1.0)
-    assert r["paper_full"] == 34.41 and r["paper_unseen"] == 32.34 and r["ours_from"] == "world"
+            rows += [dict(setting="LAIN", protocol="rf_uc", seed=seed, metric=m, value=v),
+                     dict(setting="LAIN + HOICLIP components", protocol="uc1", seed=seed, metric=m, value=v)]
+    t = study.main_table(pd.DataFrame(rows)).set_index(["method", "protocol"])
+    r = t.loc[("LAIN", "RF-UC")]
+    assert r["full_mean_map"] == pytest.approx(31.0) and r["full_sd_map"] == pytest.approx(1.0) and r["n_runs"] == 3
+    assert r["paper_lain_full_map"] == 34.41 and r["released_lain_unseen_map"] == 32.34
+    assert np.isnan(r["hoiclip_tab2_full_map"])  # a source never fills another method's cell
+    h = t.loc[("LAIN + HOICLIP components", "UC")]
+    assert h["hoiclip_tab2_full_map"] == 32.99 and np.isnan(h["paper_lain_full_map"])
+    assert all(c.endswith(("_map", "method", "protocol", "n_runs")) for c in t.reset_index().columns)
 
 
-def test_gain_table_differences_and_standard_errors():
-    rows = []
-    for setting, vals in (("A", {"rf_uc": [30.0, 32.0], "supervised": [40.0, 40.0]}),
-                          ("B", {"rf_uc": [27.0, 29.0], "supervised": [41.0, 43.0]})):
-        for protocol, vs in vals.items():
-            for seed, v in enumerate(vs):
-                for m in ("unseen", "seen", "full"):
-                    if not (protocol == "supervised" and m == "unseen"):
-                        rows.append(dict(setting=setting, protocol=protocol, seed=seed, metric=m, value=v))
-    t = study.main_table(pd.DataFrame(rows), ours="world")
-    g = study.gain_table(t, {"A - B": ("A", "B")}).set_index(["protocol", "metric"])
-    assert g.loc[("RF-UC", "full"), "A - B"] == pytest.approx(3.0)
-    # se = sqrt(std_a^2 / n + std_b^2 / n) = sqrt(2 / 2 + 2 / 2)
-    assert g.loc[("RF-UC", "full"), "A - B se"] == pytest.approx(np.sqrt(2.0))
-    assert g.loc[("Fully supervised", "full"), "A - B"] == pytest.approx(-2.0)
-    assert ("Fully supervised", "unseen") not in g.index  # a protocol without unseen classes has no unseen gain
+def test_paired_tables_replicate_per_world_and_pool():
+    frames = {0: _long({"w/o adapters": [10.0, 11.0, 12.0], "LAIN": [11.0, 12.5, 13.0]}),
+              1: _long({"w/o adapters": [10.0, 11.0, 12.0], "LAIN": [9.0, 10.1, 10.9]})}
+    t = study.replicated_table(frames, study.PRIMARY)
+    assert t["world"].tolist() == ["0", "0", "1", "1", "pooled", "pooled"]
+    full = t[t["metric"] == "full"].set_index("world")
+    assert full.loc["0", "mean_diff_map"] == pytest.approx((1 + 1.5 + 1) / 3)
+    assert full.loc["pooled", "n_pairs"] == 6 and full["primary"].all()
+    # by hand: world 0 differences 1, 1.5, 1 -> mean 7/6, sd 0.2887, t(0.975, 2) = 4.3027
+    assert full.loc["0", "half_width_map"] == pytest.approx(4.302653 * 0.288675 / np.sqrt(3), rel=1e-5)
+    assert full.loc["0", "verdict"] == "supported" and full.loc["1", "verdict"] == "contradicted"
+    v = study.replication_verdict(t).set_index("metric")
+    assert v.loc["full", "worlds"] == "split: supported in world 0, contradicted in world 1"
+    lines = study.verdict_lines(full.reset_index())
+    assert lines[0].startswith("LAIN - w/o adapters (world 0, RF-UC, full): supported: +1.17 [")
 
 
-def test_seed_pairs_compare_methods_seed_by_seed():
-    def grid(vals):  # {setting: [full per seed]}
-        return pd.DataFrame([dict(setting=k, protocol="rf_uc", seed=s, metric=m, value=v + (m == "unseen"))
-                             for k, vs in vals.items() for s, v in enumerate(vs) for m in ("full", "unseen")])
-
-    frames = {"default": grid({"base": [10.0, 12.0], "LAIN": [11.0, 11.5]}),
-              "4x longer": grid({"base": [20.0, 21.0], "LAIN": [22.0, 24.0]})}
-    p = study.seed_pairs(frames, "base", "LAIN")
-    assert list(p.columns) == ["schedule", "protocol", "seed", "base", "LAIN", "LAIN - base"]
-    assert p["LAIN - base"].tolist() == pytest.approx([1.0, -0.5, 2.0, 3.0])
-    assert p["schedule"].tolist() == ["default", "default", "4x longer", "4x longer"]
-    fig = plotting.plot_seed_pairs(p, "base", "LAIN")
-    lines = fig.axes[0].lines
-    assert len(lines) == 4 and [ln.get_color() for ln in lines] == ["tab:green", "tab:red", "tab:green", "tab:green"]
-    assert list(lines[3].get_xdata()) == [2, 3] and list(lines[3].get_ydata()) == [21.0, 24.0]
-    one_sided = grid({"base": [10.0, 12.0], "LAIN": [11.0]})
-    with pytest.raises(ValueError, match="lacks runs of \\['LAIN'\\]"):
-        study.seed_pairs({"default": one_sided}, "base", "LAIN")
+def test_power_table_says_how_many_pairs_a_target_needs():
+    frames = {0: _long({"w/o adapters": [10.0, 11.0, 12.0, 13.0], "LAIN": [11.0, 13.0, 12.0, 14.5]})}
+    t = study.replicated_table(frames, study.PRIMARY)
+    p = study.power_table(t, {"full": 1.0}).iloc[0]
+    sd = np.std([1.0, 2.0, 0.0, 1.5], ddof=1)
+    assert p["sd_diff_map"] == pytest.approx(sd) and p["pairs_for_target"] == stats.seeds_needed(sd, 1.0)
+    assert not p["meets_target"] and p["mde80_map"] == pytest.approx(stats.minimum_detectable_effect(sd, 4))
 
 
-def test_long_schedule_passes_more_images_than_the_profile():
-    assert set(study.LONG_SCHEDULE) == set(study.PROFILES)
-    assert set(study.LONG_SCHEDULE_METHODS) <= set(study.MAIN_METHODS)
-    base = study.experiment_config("default")
-    longer = base.override(study.LONG_SCHEDULE["default"])
-    assert study.images_passed(base) == 1500 * 2 and study.images_passed(longer) == 3000 * 4
-    assert longer.train.max_train_images == base.world.n_train  # every training image of the world
-    smoke = study.experiment_config("smoke")
-    assert study.images_passed(smoke.override(study.LONG_SCHEDULE["smoke"])) == 2 * study.images_passed(smoke)
-    assert longer.train.lr_step < longer.train.epochs  # the lr still drops once before the end
+def test_validation_chooses_on_both_arms(monkeypatch):
+    """The value with the best mean validation Full over both arms wins, not LAIN's favourite."""
+    calls = []
+
+    def fake_grid(cfg, grid, seeds, protocols, progress=True):
+        calls.append((cfg.eval.split, protocols, {k: dict(v) for k, v in grid.items()}))
+        lr = grid["LAIN"].get("train.lr", 0.02)
+        lam = grid["LAIN"].get("model.lambda_test", 2.8)
+        aug = grid["LAIN"].get("train.augment_flip", False)
+        score = {"w/o adapters": {0.01: 10.0, 0.02: 14.0, 0.04: 9.0}, "LAIN": {0.01: 16.0, 0.02: 13.0, 0.04: 9.0}}
+        return pd.DataFrame([dict(setting=k, protocol=protocols[0], seed=s, metric="full",
+                                  value=score[k][lr] + (1.0 if aug else 0.0) - abs(lam - 1.0)) for k in grid
+                             for s in seeds])
+
+    monkeypatch.setattr(study.runs, "run_grid", fake_grid)
+    v = study.validation(study.experiment_config("default"), progress=False)
+    # lr 0.01: mean 13.0; 0.02: 13.5 -> 0.02 although LAIN alone prefers 0.01
+    assert v.chosen["train.lr"] == 0.02 and v.chosen["model.lambda_test"] == 1.0
+    assert v.chosen["train.augment_flip"] is True and v.chosen["train.augment_scale"] == (0.5, 1.0)
+    assert {c[0] for c in calls} == {"val"} and {c[1][0] for c in calls} == {study.VALIDATION_PROTOCOL}
+    s = v.summary()
+    assert s[s["chosen"]]["tried"].tolist() == ["0.02", "official", "1.0"]
+    cfg = study.with_choices(study.experiment_config("default"))
+    assert cfg.eval.split == "test" and cfg.train.lr == 0.02
+
+
+def test_ablation_comparisons_carry_the_papers_differences():
+    vals = {k: [20.0 + i, 21.0 + i, 22.0 + i] for i, k in enumerate(study.ABLATIONS)}
+    t = study.ablation_comparisons(_long(vals, protocol=study.ABLATION_PROTOCOL))
+    r = t[(t["comparison"] == "+ LA only - w/o adapters") & (t["metric"] == "unseen")].iloc[0]
+    assert r["paper_diff_map"] == pytest.approx(27.71 - 24.88) and r["mean_diff_map"] == pytest.approx(1.0)
+    r = t[(t["comparison"] == "IA: w/o IPRM - + LA + IA") & (t["metric"] == "unseen")].iloc[0]
+    assert r["direction"] == -1 and r["paper_diff_map"] == pytest.approx(24.32 - 30.50)
+    assert len(t) == 2 * len(study.ABLATION_COMPARISONS)
+
+
+def test_sweep_table_compares_every_value_with_the_papers_choice():
+    rows = [dict(setting=float(v), protocol="nf_uc", seed=s, metric=m, value=10.0 + v + s)
+            for v in study.TOPKS for s in (0, 1, 2) for m in ("full", "rare", "unseen")]
+    t = study.sweep_table(pd.DataFrame(rows), "topk").set_index("topk")
+    assert t.loc[10.0, "full_verdict"] == "(the paper's value)"
+    assert t.loc[20.0, "full_diff_map"] == pytest.approx(10.0) and t.loc[20.0, "full_verdict"] == "contradicted"
+    assert t.loc[0.0, "full_diff_map"] == pytest.approx(-10.0) and t.loc[0.0, "full_verdict"] == "supported"
+    assert t.loc[5.0, "hoiclip_tab7_full_map"] == 32.25
 
 
 def test_ablation_rows_match_the_paper_table():
