@@ -224,7 +224,8 @@ def plot_paired_differences(table, title: str = "", unit: str = "mAP"):
     if len(table) == 0:
         raise ValueError("plot_paired_differences: the table has no rows")
     level = table.attrs.get("level", 0.95)
-    labels = [f"{r.comparison} | {r.protocol} | {r.metric} (n = {r.n_pairs})" for r in table.itertuples()]
+    world = (lambda r: f"world {r.world} | ") if "world" in table.columns else (lambda r: "")  # noqa: E731
+    labels = [f"{world(r)}{r.comparison} | {r.protocol} | {r.metric} (n = {r.n_pairs})" for r in table.itertuples()]
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(7.5, 1.3 + 0.42 * len(table)))
     for k, r in enumerate(table.itertuples()):
@@ -244,6 +245,41 @@ def plot_paired_differences(table, title: str = "", unit: str = "mAP"):
     ax.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7, loc="best")
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_primary(per_seed, table, title: str = "", unit: str = "mAP"):
+    """The primary comparison seed by seed: one panel per metric; per world (and pooled) a point per training seed's
+    paired difference (b - a) and the 95% t interval of their mean from `table` (`study.replicated_table` rows),
+    coloured by verdict.
+
+    Args:
+        per_seed: rows world (str), seed, metric, diff_map (`study.paired_differences`).
+        table: rows world, metric, mean_diff_map, ci_low_map, ci_high_map, verdict.
+    """
+    metrics = list(dict.fromkeys(table["metric"]))
+    worlds = list(dict.fromkeys(table["world"]))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        pts = per_seed[per_seed["metric"] == m]
+        sns.stripplot(data=pts, x="world", y="diff_map", order=worlds, ax=ax, color="0.45", size=4, jitter=0.15)
+        for k, w in enumerate(worlds):
+            r = table[(table["metric"] == m) & (table["world"] == w)]
+            if len(r):
+                r = r.iloc[0]
+                c = VERDICT_COLOURS.get(r["verdict"], "black")
+                if np.isfinite(r["ci_low_map"]) and np.isfinite(r["ci_high_map"]):
+                    ax.errorbar(k + 0.3, r["mean_diff_map"], yerr=[[r["mean_diff_map"] - r["ci_low_map"]],
+                                [r["ci_high_map"] - r["mean_diff_map"]]], fmt="D", color=c, capsize=4, ms=6)
+        ax.axhline(0.0, color="black", lw=0.9)
+        ax.set_xlabel("world seed")
+        ax.set_ylabel(f"paired difference [{unit}]")
+        ax.set_title(f"{m}: seeds (grey), mean and 95% CI (t, n-1 df)", fontsize=8)
+    axes[0][-1].legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

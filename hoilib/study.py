@@ -331,6 +331,25 @@ def replicated_table(frames: dict, comparisons: dict, metrics=PRIMARY_METRICS, p
     return t[["world"] + [c for c in t.columns if c != "world"]]
 
 
+def paired_differences(frames: dict, comparison: stats.Comparison, metrics=PRIMARY_METRICS,
+                       protocol: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
+    """Seed by seed b - a of one comparison ({world seed: long}): rows world, seed, metric, a_map, b_map, diff_map, and
+    the pooled copies of every row (world "pooled") when there are several worlds (the points of `plot_primary`)."""
+    rows = []
+    for w, long in frames.items():
+        for m in metrics:
+            v = long[(long["protocol"] == protocol) & (long["metric"] == m)]
+            a = v[v["setting"] == comparison.a].set_index("seed")["value"]
+            b = v[v["setting"] == comparison.b].set_index("seed")["value"]
+            for seed in a.index.intersection(b.index):
+                rows.append(dict(world=str(w), seed=int(seed), metric=m, a_map=float(a[seed]), b_map=float(b[seed]),
+                                 diff_map=float(b[seed] - a[seed])))
+    out = pd.DataFrame(rows)
+    if len(frames) > 1 and len(out):
+        out = pd.concat([out, out.assign(world="pooled")], ignore_index=True)
+    return out
+
+
 def replication_verdict(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (comparison, protocol, metric): the verdicts of the single worlds side by side and what they say
     together: "supported in every world", "contradicted in every world", "split: supported in ... and contradicted in

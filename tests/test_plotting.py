@@ -89,3 +89,19 @@ def test_model_figures_draw_what_they_are_given():
     fig = plotting.plot_knob_sweep(sweep)
     assert [len(ax.lines) for ax in fig.axes] == [2, 1] and [ax.get_xlabel() for ax in fig.axes] == ["lambda", "K"]
     assert list(fig.axes[1].lines[0].get_ydata()) == [10.0, 10.5]
+
+
+def test_primary_figure_draws_every_seed_and_interval():
+    from hoilib import study
+
+    frames = {w: pd.DataFrame([dict(setting=k, protocol="rf_uc", seed=s, metric=m, value=10.0 + s + (k == "LAIN") * (w + 1))
+                               for k in ("w/o adapters", "LAIN") for s in range(4) for m in ("full", "unseen")])
+              for w in (0, 1)}
+    per_seed = study.paired_differences(frames, study.PRIMARY["LAIN - w/o adapters"])
+    assert len(per_seed) == 2 * 4 * 2 * 2 and set(per_seed["world"]) == {"0", "1", "pooled"}
+    table = study.replicated_table(frames, study.PRIMARY)
+    fig = plotting.plot_primary(per_seed, table)
+    ax = fig.axes[0]
+    assert len(ax.collections) >= 3  # one point cloud per world column
+    bars = [line for line in ax.lines if line.get_marker() == "D"]
+    assert [round(float(b.get_ydata()[0]), 6) for b in bars] == [1.0, 2.0, 1.5]
