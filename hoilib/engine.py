@@ -313,9 +313,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, progress: bool = True, res
         data: a prebuilt training split (`HOISplit` or anything with .dataset, .vocab, .unseen); default
             `build_dataset(cfg, "train")`.
         model: a freshly built model following the model contract; default `build_model(cfg, vocab, ...)`.
-        eval_each_epoch: evaluate on the test split after every epoch, as the official code does; adds test_full,
-            test_rare, test_non_rare, test_unseen, test_seen (mAP, %) to the epoch records. The RNG state is put back
-            afterwards, so the trained weights are the same as without it.
+        eval_each_epoch: evaluate on `cfg.eval.split` after every epoch, as the official code does; adds <split>_full,
+            <split>_rare, <split>_non_rare, <split>_unseen, <split>_seen (mAP, %) to the epoch records. The RNG state is
+            put back afterwards, so the trained weights are the same as without it.
         test_data: a prebuilt evaluation split for eval_each_epoch; default `build_dataset(cfg, cfg.eval.split)`.
         on_step: called after every training step as on_step(epoch, step, steps_per_epoch) (1-based epoch and
             step); a true return value stops training there by raising `Cancelled` (single process only). Nothing
@@ -493,7 +493,7 @@ def _evaluate_epoch(cfg: ExperimentConfig, model: nn.Module, test_data, info: Di
         dist.broadcast_object_list(box, src=0)
         m = box[0]
     _set_rng_state(state)
-    return {f"test_{k}": m.get(k) for k in ("full", "rare", "non_rare", "unseen", "seen")}, test_data
+    return {f"{cfg.eval.split}_{k}": m.get(k) for k in ("full", "rare", "non_rare", "unseen", "seen")}, test_data
 
 
 def _check_same_training(key: dict, ck: dict, where: Path) -> None:

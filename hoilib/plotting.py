@@ -155,9 +155,10 @@ def plot_class_frequencies(counts, rare_threshold: int = 10, unseen=None, names=
 
 # ---- study tables as figures (notebooks 05-07) ------------------------------------------------------------------
 def plot_method_bars(table, metrics=("unseen", "full")):
-    """Grouped bars: one group per protocol, one bar per method, error bars = std over seeds; one panel per metric.
+    """Grouped bars of mean mAP over seeds: one group per protocol, one bar per method; one panel per metric. No error
+    bars: the comparisons between methods and their paired 95% intervals are `plot_paired_differences`'.
 
-    `table` is `study.main_table(...)` (columns method, protocol, <metric>_mean, <metric>_std)."""
+    `table` is `study.main_table(...)` (columns method, protocol, <metric>_mean_map)."""
 
     methods = list(dict.fromkeys(table["method"]))
     protocols = list(dict.fromkeys(table["protocol"]))
@@ -167,45 +168,35 @@ def plot_method_bars(table, metrics=("unseen", "full")):
         for k, m in enumerate(methods):
             t = table[table["method"] == m].set_index("protocol").reindex(protocols)
             x = np.arange(len(protocols)) + (k - (len(methods) - 1) / 2) * width
-            ax.bar(x, t[f"{metric}_mean"], width, yerr=t[f"{metric}_std"], capsize=2, label=m)
+            ax.bar(x, t[f"{metric}_mean_map"], width, label=m)
         ax.set_xticks(np.arange(len(protocols)), protocols, rotation=20)
-        ax.set_ylabel(f"{metric} mAP (%)")
+        ax.set_ylabel(f"{metric} mAP (%), mean over seeds")
         ax.set_title(metric)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_ablation_bars(table):
-    """Horizontal bars of unseen / seen / full mAP per ablation row (mean ± std over seeds)."""
+def plot_sweeps(tables: dict, metric: str = "full"):
+    """One panel per sweep (dict name -> `study.sweep_table`): each value's paired difference from the paper's
+    choice (0 at the paper's value) with its 95% t interval, the value chosen on our validation split marked."""
 
-    rows = list(table["configuration"])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.2), sharey=True)
-    y = np.arange(len(rows))
-    for ax, metric in zip(axes, ("unseen", "seen", "full")):
-        ax.barh(y, table[f"{metric}_mean"], xerr=table[f"{metric}_std"], capsize=2, color="tab:blue")
-        lo = float((table[f"{metric}_mean"] - table[f"{metric}_std"]).min())
-        ax.set_xlim(left=max(0.0, lo - 2))
-        ax.set_title(f"{metric} mAP (%)")
-    axes[0].set_yticks(y, rows)
-    axes[0].invert_yaxis()
-    fig.tight_layout()
-    return fig
-
-
-def plot_sweeps(tables: dict, metrics=("unseen", "full", "rare")):
-    """One panel per sweep (dict name -> `study.sweep_table`), lines = metrics with std error bars."""
-
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.3 * len(tables), 3.3), squeeze=False)
     for ax, (name, t) in zip(axes[0], tables.items()):
-        for metric in metrics:
-            if f"{metric}_mean" in t:
-                ax.errorbar(t[name], t[f"{metric}_mean"], yerr=t[f"{metric}_std"], marker="o", capsize=2,
-                            label=metric)
+        x = t[name].astype(float).to_numpy()
+        y = np.nan_to_num(t[f"{metric}_diff_map"].astype(float).to_numpy())
+        lo = np.nan_to_num(t[f"{metric}_ci_low_map"].astype(float).to_numpy())
+        hi = np.nan_to_num(t[f"{metric}_ci_high_map"].astype(float).to_numpy())
+        colours = [VERDICT_COLOURS.get(v, "black") for v in t[f"{metric}_verdict"]]
+        for xi, yi, l, h, c in zip(x, y, lo, hi, colours):
+            ax.errorbar(xi, yi, yerr=[[yi - l], [h - yi]], fmt="o", color=c, capsize=3)
+        if "chosen_on_val" in t:
+            for xi in x[t["chosen_on_val"].to_numpy(bool)]:
+                ax.axvline(xi, color="tab:blue", ls=":", lw=1)
+        ax.axhline(0.0, color="black", lw=0.9)
         ax.set_xlabel(name)
-        ax.set_ylabel("mAP (%)")
-        ax.set_title(f"sweep of {name}")
-    axes[0][0].legend(fontsize=8)
+        ax.set_ylabel(f"{metric}: value - paper's value [mAP]")
+        ax.set_title(f"{name}: paired difference, 95% CI (t, n-1 df)", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -245,6 +236,35 @@ def plot_paired_differences(table, title: str = "", unit: str = "mAP"):
     ax.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7, loc="best")
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation(summary, runs_by_choice: dict):
+    """The choices made on the validation split: one panel per choice (`study.Validation`), mean validation Full mAP
+    of each tried value over both arms and the seeds (bar; the chosen one dark) and every run (points, by arm).
+
+    Args:
+        summary: `Validation.summary()` rows choice, tried, val_full_map, chosen.
+        runs_by_choice: `Validation.tables` ({choice: long frame with `tried`}).
+    """
+    names = list(dict.fromkeys(summary["choice"]))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        s = summary[summary["choice"] == name]
+        x = np.arange(len(s))
+        ax.bar(x, s["val_full_map"], color=["#3b5b92" if c else "#b8c4d9" for c in s["chosen"]])
+        pts = runs_by_choice[name]
+        pts = pts[pts["metric"] == "full"]
+        for k, (tried, g) in enumerate(pts.groupby("tried", sort=False)):
+            for j, (arm, ga) in enumerate(g.groupby("setting", sort=False)):
+                ax.plot(np.full(len(ga), k - 0.15 + 0.3 * j), ga["value"], "o", ms=3.5,
+                        color=("tab:orange", "tab:blue")[j % 2], label=arm if k == 0 else None)
+        ax.set_xticks(x, [str(t) for t in s["tried"]], fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("validation Full [mAP]")
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -518,27 +538,6 @@ def plot_detection_quality(quality, metrics=("full", "unseen")):
     return fig
 
 
-def plot_seed_pairs(pairs, a: str, b: str, metric: str = "full"):
-    """`study.seed_pairs` output as one panel: for each schedule, a line per seed from method a to method b, so that
-    a gain shared by every seed and one carried by a single seed look different."""
-
-    schedules = list(dict.fromkeys(pairs["schedule"]))
-    fig, ax = plt.subplots(figsize=(2.2 + 2.0 * len(schedules), 3.4))
-    for k, schedule in enumerate(schedules):
-        g = pairs[pairs["schedule"] == schedule]
-        for seed, va, vb in zip(g["seed"], g[a], g[b]):
-            ax.plot([2 * k, 2 * k + 1], [va, vb], marker="o", color="tab:green" if vb > va else "tab:red", alpha=0.8)
-            ax.annotate(f"seed {seed}", (2 * k + 1, vb), xytext=(4, 0), textcoords="offset points", fontsize=7,
-                        va="center")
-    ax.set_xticks([x for k in range(len(schedules)) for x in (2 * k, 2 * k + 1)],
-                  [f"{m}\n{s}" for s in schedules for m in (a, b)], fontsize=8)
-    ax.set_xlim(-0.5, 2 * len(schedules) - 0.2)
-    ax.set_ylabel(f"{metric} mAP (%)")
-    ax.set_title(f"{b} vs {a}, seed by seed (green: {b} ahead)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def plot_clip_pretraining(history):
     """Per epoch of CLIP pretraining (`metrics["history"]`): the contrastive loss and held-out retrieval."""
 
@@ -556,17 +555,19 @@ def plot_clip_pretraining(history):
     return fig
 
 
-def plot_training_curves(steps, history):
+def plot_training_curves(steps, history, split: str = "test"):
     """A LAIN training run: focal loss per logged step (`steps`: the log's step records, columns epoch, step,
-    loss) and test mAP after each epoch (`history`: columns epoch, test_unseen / test_seen / test_full)."""
+    loss) and the mAP of the evaluated split after each epoch (`history`: columns epoch, <split>_unseen /
+    <split>_seen / <split>_full)."""
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     axes[0].plot((steps["epoch"] - 1) + steps["step"] / steps["step"].max(), steps["loss"], lw=1)
     axes[0].set_xlabel("epoch"); axes[0].set_ylabel("focal loss"); axes[0].set_title("training loss")
-    for m in ("test_unseen", "test_seen", "test_full"):
-        if m in history:
-            axes[1].plot(history["epoch"], history[m], marker="o", label=m.replace("test_", ""))
-    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("test mAP (%)"); axes[1].set_title("test mAP after each epoch")
+    for m in ("unseen", "seen", "full"):
+        if f"{split}_{m}" in history:
+            axes[1].plot(history["epoch"], history[f"{split}_{m}"], marker="o", label=m)
+    axes[1].set_xlabel("epoch"); axes[1].set_ylabel(f"{split} mAP (%)")
+    axes[1].set_title(f"{split} mAP after each epoch")
     axes[1].legend()
     fig.tight_layout()
     return fig

@@ -43,7 +43,7 @@ from hoilib.eval import load_predictions, save_predictions
 from hoilib.models.clip_pretrain import clip_cache_path, pretrain_clip
 
 __all__ = ["resolve_clip", "run_experiment", "run_grid", "run_sweeps", "run_dir", "prediction_path",
-           "trained_model", "training_curves", "load_run_predictions", "scaled_detector", "detection_quality_sweep", "METRICS"]
+           "trained_model", "training_curves", "clip_metrics", "load_run_predictions", "scaled_detector", "detection_quality_sweep", "METRICS"]
 
 METRICS = ("full", "rare", "non_rare", "unseen", "seen")  # mAP columns of run_grid (percent)
 
@@ -146,6 +146,16 @@ def training_curves(cfg: ExperimentConfig, progress: bool = False) -> dict:
     out = engine.train(cfg, d, progress=progress, resume=True, eval_each_epoch=True)
     out["steps"] = [r for r in engine.read_log(d / engine.LOG) if r.get("event") == "step"]
     return out
+
+
+def clip_metrics(cfg: ExperimentConfig, progress: bool = False) -> dict:
+    """What the world's CLIP of `cfg` measured on its held-out caption pairs when it was pretrained (retrieval and
+    image-level HOI recognition; `models.clip_pretrain`), pretraining it first if needed. Empty for a CLIP that
+    hoilib did not pretrain (OpenAI's weights)."""
+    if cfg.clip.checkpoint or cfg.clip.arch != "hoi-world-vit":
+        return {}
+    path = resolve_clip(cfg, progress=progress).clip.checkpoint
+    return torch.load(path, map_location="cpu", weights_only=False).get("metrics", {})
 
 
 def trained_model(cfg: ExperimentConfig, progress: bool = False):

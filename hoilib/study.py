@@ -233,6 +233,7 @@ ABLATION_COMPARISONS = {
     **{f"{row} - + LA + IA": stats.Comparison("+ LA + IA", row, -1) for row in list(ABLATIONS)[4:]},
 }
 ABLATION_METRICS = ("unseen", "full")
+ABLATION_SEEDS = {"smoke": (0, 1), "default": (0, 1, 2), "hicodet": (0,), "hicodet-smoke": (0,)}
 
 
 def paper_difference(comparison: stats.Comparison, metric: str) -> float:
@@ -445,6 +446,13 @@ def per_class_table(per_class_long: pd.DataFrame, train_counts, unseen) -> pd.Da
     return pd.DataFrame({"setting": d["setting"].to_numpy(), "protocol": d["protocol"].to_numpy(),
                          "seed": d["seed"].to_numpy(), "hoi": hoi, "ap": d["value"].to_numpy(),
                          "train_pairs": counts[hoi], "unseen": np.isin(hoi, np.asarray(unseen, np.int64))})
+
+
+def best_on_validation(long: pd.DataFrame, metric: str = "full") -> float:
+    """The swept value with the best mean validation `metric` over seeds (a `runs.run_sweeps` frame evaluated on the
+    validation split)."""
+    m = long[long["metric"] == metric].groupby("setting", sort=False)["value"].mean()
+    return float(m.index[int(np.argmax(m.to_numpy()))])
 
 
 def sweep_comparisons(name: str) -> dict:
