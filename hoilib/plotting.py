@@ -539,18 +539,65 @@ def plot_detection_quality(quality, metrics=("full", "unseen")):
 
 
 def plot_clip_pretraining(history):
-    """Per epoch of CLIP pretraining (`metrics["history"]`): the contrastive loss and held-out retrieval."""
+    """Per epoch of CLIP pretraining (`metrics["history"]`): the contrastive loss and held-out retrieval.
 
-    epoch = [h["epoch"] for h in history]
+    `history` is one run's list of epoch records, or {label: list} for several runs (e.g. one per world seed):
+    one colour per run, one line style per retrieval measure."""
+
+    runs = history if isinstance(history, dict) else {None: history}
+    if not runs or not all(len(h) for h in runs.values()):
+        raise ValueError("plot_clip_pretraining: a run without epoch records")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].plot(epoch, [h["loss"] for h in history], marker="o")
+    for k, (label, hist) in enumerate(runs.items()):
+        prefix = "" if label is None else f"{label}: "
+        epoch = [h["epoch"] for h in hist]
+        axes[0].plot(epoch, [h["loss"] for h in hist], marker="o", color=f"C{k}", label=label)
+        for key, ls in (("i2t_top1", "-"), ("i2t_top5", "--"), ("t2i_top5", ":")):
+            if all(key in h for h in hist):
+                axes[1].plot(epoch, [100 * h[key] for h in hist], marker="o", ls=ls, color=f"C{k}",
+                             label=prefix + key.replace("_", " "))
+    chance = [hist[-1]["i2t_chance"] for hist in runs.values() if "i2t_chance" in hist[-1]]
+    for k, c in enumerate(chance):  # one per run: each caption pool has its own number of distinct captions
+        axes[1].axhline(100 * c, color="grey", ls=":", lw=0.8, label="chance (top-1)" if k == 0 else None)
     axes[0].set_xlabel("epoch"); axes[0].set_ylabel("contrastive loss"); axes[0].set_title("small CLIP pretraining")
-    for key in ("i2t_top1", "i2t_top5", "t2i_top5"):
-        if all(key in h for h in history):
-            axes[1].plot(epoch, [100 * h[key] for h in history], marker="o", label=key.replace("_", " "))
-    if all("i2t_chance" in h for h in history):
-        axes[1].axhline(100 * history[-1]["i2t_chance"], color="grey", ls=":", label="chance (top-1)")
-    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("held-out retrieval (%)"); axes[1].legend(fontsize=8)
+    if None not in runs:
+        axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("held-out retrieval (%)"); axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe_sweep(table, comparisons=("crop - whole image", "in-place masked - whole image")):
+    """The CLIP probe's paired gaps across world settings: one panel per subset of pairs, one series per comparison,
+    the gap (percentage points) with its 95% interval against the settings in the table's order.
+
+    table: `analysis.probe.probe_sweep`'s rows (columns setting, crowded_pct, comparison, subset, diff_pp,
+    ci95_low_pp, ci95_high_pp); nothing is re-estimated here. Each setting's tick names its share of crowded pairs."""
+
+    if len(table) == 0:
+        raise ValueError("plot_probe_sweep: the table has no rows")
+    settings = list(dict.fromkeys(table["setting"]))
+    subsets = list(dict.fromkeys(table["subset"]))
+    first = table.drop_duplicates("setting").set_index("setting")
+    ticks = [f"{s}\n{first.loc[s, 'crowded_pct']:.0f}% crowded" for s in settings]
+    x = np.arange(len(settings))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(subsets), figsize=(1.0 + 1.5 * len(settings) * len(subsets), 3.6),
+                                 squeeze=False, sharey=True)
+    for ax, subset in zip(axes[0], subsets):
+        for k, comp in enumerate(comparisons):
+            g = table[(table["subset"] == subset) & (table["comparison"] == comp)].set_index("setting")
+            g = g.reindex([s for s in settings if s in g.index])
+            if not len(g):
+                continue
+            xs = x[[settings.index(s) for s in g.index]] + (k - (len(comparisons) - 1) / 2) * 0.12
+            ax.errorbar(xs, g["diff_pp"], yerr=[g["diff_pp"] - g["ci95_low_pp"], g["ci95_high_pp"] - g["diff_pp"]],
+                        fmt="o-", capsize=3, ms=5, color=f"C{k}", label=comp)
+        ax.axhline(0.0, color="black", lw=0.9)
+        ax.set_xticks(x, ticks, fontsize=7)
+        ax.set_title(subset, fontsize=9)
+    axes[0][0].set_ylabel("top-1 gap, 95% CI (percentage points)")
+    axes[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 

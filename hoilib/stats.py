@@ -11,6 +11,10 @@ One rule judges every claim (`verdict`): a paper's claim (b higher than a, or lo
 
 `comparison_table` applies it to `runs.run_grid`'s long results. Values are mAP in percent points throughout; table
 columns carry the unit as a `_map` suffix. numpy / scipy / pandas only.
+
+For one test set of items judged right or wrong (the CLIP probe's pairs), `binomial_interval` gives an accuracy's
+Wilson interval and `paired_accuracy_difference` the interval of the difference between two ways of answering the
+same items (a paired bootstrap over clusters of items); the same verdict rule reads the latter.
 """
 from __future__ import annotations
 
@@ -294,3 +298,103 @@ def comparison_table(long: pd.DataFrame, comparisons: dict, metrics=("full", "un
     out["primary"] = out["primary"].astype(bool)
     out.attrs["level"] = level
     return out
+
+
+# ---- proportions over test items (the CLIP probe) ----------------------------------------------------------------
+# The CLIP probe judges a frozen model on one set of test pairs: a top-1 accuracy is a binomial proportion, and two
+# ways of scoring the same pairs are compared pair by pair. Values are fractions here; tables print percent.
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) of a binomial proportion k / n: (low, high), fractions in [0, 1].
+
+    The score interval keeps close to its nominal coverage down to small n and to proportions near 0 or 1, where
+    the Wald interval p +- z * sqrt(p (1 - p) / n) collapses (Newcombe 1998, Stat. Med. 17:857, Table I: 81 / 263
+    -> [0.2553, 0.3662], 0 / 20 -> [0, 0.1611]). It assumes independent items; pairs that share an image are not
+    quite, so for them it is a little optimistic.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if int(n) != n or n < 1:
+        raise ValueError(f"binomial_interval: n must be a positive whole number, got {n}")
+    if int(k) != k or not 0 <= k <= n:
+        raise ValueError(f"binomial_interval: k must be a whole number in [0, n = {n}], got {k}")
+    z = float(st.norm.ppf((1 + level) / 2))
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    # At k = 0 or k = n one bound is exactly 0 or 1; rounding must not push it outside [0, 1].
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class AccuracyDifference:
+    """Percentile interval of b - a, the difference of two accuracies on the same items (fractions), from a paired
+    bootstrap over clusters of items (`paired_accuracy_difference`). mean: the observed difference; n: items;
+    clusters: resampled units; with fewer than 2 clusters the interval is (-inf, inf) and `note` says why."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    clusters: int
+    replicates: int
+    level: float = 0.95
+    note: str = ""
+    names: tuple = ("items", "clusters")  # what the items and the clusters are, for `basis`
+
+    @property
+    def basis(self) -> str:
+        """What the interval rests on, for `verdict_line`."""
+        item, cluster = self.names
+        return f"n = {self.n} {item} in {self.clusters} {cluster}, paired bootstrap over {cluster}"
+
+
+def paired_accuracy_difference(a, b, clusters=None, level: float = 0.95, replicates: int = 4000, seed: int = 0,
+                               names: tuple = ("items", "clusters")) -> AccuracyDifference:
+    """Difference in accuracy b - a of two ways of answering the same items, with a paired cluster bootstrap.
+
+    Args:
+        a, b: [n] per-item correctness (bool or 0 / 1) of the two arms, item k of a and of b being the same item.
+        clusters: [n] cluster label per item (e.g. the image of each human-object pair), or None = each item alone.
+            Items of one cluster are resampled together: pairs of one image share its whole-image score, so they
+            are not independent, and treating them as such would make the interval too narrow.
+        level: coverage; replicates: bootstrap resamples; seed: their random generator.
+        names: what the items and the clusters are (plural nouns, e.g. ("pairs", "images")), for the interval's basis.
+    Returns:
+        AccuracyDifference: the observed mean(b) - mean(a) and the percentile interval of the same difference over
+        resamples of the clusters (each resample draws as many clusters as there are, with replacement). Both arms
+        are scored on the same resample, so what the two share (the items' difficulty) cancels, as in McNemar's
+        test, which looks at the discordant items only.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if replicates < 100:
+        raise ValueError(f"paired_accuracy_difference: {replicates} replicates are too few for a percentile interval")
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_accuracy_difference: a has {a.size} items and b {b.size}; pairs need equal lengths")
+    if a.size == 0:
+        raise ValueError("paired_accuracy_difference: no items")
+    for name, x in (("a", a), ("b", b)):
+        bad = np.flatnonzero((x != 0) & (x != 1))
+        if bad.size:
+            raise ValueError(f"paired_accuracy_difference: {name}[{bad[0]}] = {x[bad[0]].item()!r}; correctness "
+                             f"must be 0 / 1 or bool")
+    d = b.astype(np.float64) - a.astype(np.float64)
+    labels = np.arange(d.size) if clusters is None else np.asarray(clusters).reshape(-1)
+    if labels.shape != d.shape:
+        raise ValueError(f"paired_accuracy_difference: {labels.size} cluster labels for {d.size} items")
+    _, inverse = np.unique(labels, return_inverse=True)
+    sums, counts = np.bincount(inverse, weights=d), np.bincount(inverse).astype(np.float64)  # [G] each
+    G, mean = len(sums), float(d.mean())
+    if G < 2:
+        return AccuracyDifference(mean=mean, low=-math.inf, high=math.inf, n=int(d.size), clusters=G,
+                                  replicates=0, level=level, names=tuple(names),
+                                  note="one cluster: nothing to resample, so the interval is unbounded")
+    rng = np.random.default_rng(seed)
+    reps = []
+    for start in range(0, replicates, 1000):  # [R, G] multiplicities, in blocks to bound memory
+        w = rng.multinomial(G, np.full(G, 1.0 / G), size=min(1000, replicates - start)).astype(np.float64)
+        reps.append((w @ sums) / (w @ counts))
+    low, high = np.quantile(np.concatenate(reps), [(1 - level) / 2, (1 + level) / 2])
+    return AccuracyDifference(mean=mean, low=float(low), high=float(high), n=int(d.size), clusters=G,
+                              replicates=int(replicates), level=level, names=tuple(names))

@@ -15,13 +15,18 @@ Design (named before the runs):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import runs, stats
+from .analysis.probe import distinct_pairs, render_split
 from .config import ExperimentConfig
+from .data.splits import rare_classes, split_statistics
+from .data.world import VERSION_1, crowding, scene_verb_association
+from .data.world.stats import caption_verbs, image_verbs
 
 # ---------------------------------------------------------------------------------------------------------
 # Profiles and seeds
@@ -479,3 +484,111 @@ def sweep_table(long: pd.DataFrame, name: str) -> pd.DataFrame:
             t[col] = [d[src].get(f"{float(v):g}", np.nan if col != f"{m}_verdict" else "(the paper's value)")
                       for v in t[name]]
     return t
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The worlds of a profile, the world's versions and the CLIP probe (notebooks 01 and 02)
+# ---------------------------------------------------------------------------------------------------------
+# The probe (notebook 02) scores the pairs of the first PROBE_MAX_IMAGES test images (those with pairs) of a world.
+PROBE_MAX_IMAGES = 500
+# fig2_probe_vs_bias: test splits rendered (not cached) for settings other than the study's world, probed with the
+# CLIP of the profile's first world seed (inference only). Version 1 is the sparse world (about 1.7 people per image,
+# groups apart, scenes independent of the labels); version 2's scene bias is the probability that an HOI image shows
+# the home scene of a verb none of its people does (the CLIP's caption pool shows verbs at home at the world's own
+# bias, 0.8 by default).
+PROBE_SWEEP = {"v1": dict(VERSION_1), "v2, scene bias 0": {"scene_bias": 0.0},
+               "v2, scene bias 0.5": {"scene_bias": 0.5}, "v2, scene bias 1": {"scene_bias": 1.0}}
+PROBE_SWEEP_IMAGES = {"smoke": 30, "default": 400, "hicodet": 0, "hicodet-smoke": 0}
+
+
+def world_configs(cfg: ExperimentConfig) -> dict:
+    """{world seed: `cfg` with that `world.seed`} for every seed of `WORLD_SEEDS[cfg.profile]`, in order; {} when
+    the data is not the built-in world (the hicodet profiles build no world)."""
+    if cfg.data.dataset != "world":
+        return {}
+    if cfg.profile not in WORLD_SEEDS:
+        raise ValueError(f"no world seeds for profile {cfg.profile!r}; profiles: {sorted(WORLD_SEEDS)}")
+    return {s: cfg.override({"world.seed": s}) for s in WORLD_SEEDS[cfg.profile]}
+
+
+def world_splits_table(world, world_seed: int) -> pd.DataFrame:
+    """`data.splits.split_statistics` of a built world (`WorldData`) with its validation split beside the test split.
+
+    Returns one row per protocol and for the rare / non-rare sets: world_seed, then split_statistics' columns, then
+    val_images, val_set_images, val_set_pairs, val_other_pairs (the validation split's counts, defined as the test
+    columns: it is never filtered)."""
+    rare = rare_classes(world.train)
+    t = split_statistics(world.train, world.test, world.protocols, rare)
+    v = split_statistics(None, world.val, world.protocols, rare)
+    for col in ("images", "set_images", "set_pairs", "other_pairs"):
+        t[f"val_{col}"] = v[f"test_{col}"].to_numpy()
+    t.insert(0, "world_seed", int(world_seed))
+    return t
+
+
+VERSION_COLUMNS = ("world_seed", "version", "source", "test_images", "test_pairs", "people_per_image", "crowded_pct",
+                   "crowded_by_person_pct", "others_per_pair", "ambiguous_pct", "caption_scene_home_pct",
+                   "caption_scene_chance_pct", "hoi_scene_home_pct", "hoi_scene_chance_pct")
+
+
+def world_version_row(test, test_entities, hoi_scenes, hoi_verb_sets, caption_scenes=(), caption_verb_sets=()) -> dict:
+    """What one world asks of a model, as a row of `world_versions_table` (percentages of pairs or images).
+
+    Args:
+        test, test_entities: a test split's annotations and every drawn instance of its images (crowding).
+        hoi_scenes, hoi_verb_sets: scene and verb set of each image of the HOI splits (scene-verb association).
+        caption_scenes, caption_verb_sets: the same for the caption pool (empty: not measured, NaN).
+    Crowded pairs: the union box holds the centre of another person or object (`data.world.crowding`); ambiguous
+    pairs: another pair of the image has the same object class and other labels (`analysis.probe.distinct_pairs`).
+    """
+    c = crowding(test, test_entities)
+    amb = distinct_pairs(test)["ambiguous"]
+    hoi = scene_verb_association(hoi_scenes, hoi_verb_sets)
+    cap = scene_verb_association(caption_scenes, caption_verb_sets)
+    return dict(test_images=int(test.num_images), test_pairs=c["pairs"], people_per_image=c["people_per_image"],
+                crowded_pct=100 * c["crowded"], crowded_by_person_pct=100 * c["with_person"],
+                others_per_pair=c["others_per_pair"], ambiguous_pct=100 * float(amb.mean()) if len(amb) else np.nan,
+                caption_scene_home_pct=100 * cap["home"], caption_scene_chance_pct=100 * cap["chance"],
+                hoi_scene_home_pct=100 * hoi["home"], hoi_scene_chance_pct=100 * hoi["chance"])
+
+
+def world_versions_table(configs: dict, worlds: dict) -> pd.DataFrame:
+    """The study's worlds beside version 1's test split of the same seed and size (rendered, not cached).
+
+    Args:
+        configs: {world seed: ExperimentConfig} (`world_configs`); worlds: {world seed: its `build_world`}.
+    Returns one row per (world seed, version) with `VERSION_COLUMNS`: the built world's row measures its test split,
+    its HOI splits' scenes (train, val, test) and its caption pool; the version 1 row measures a test split rendered
+    with `data.world.VERSION_1` (version 1 draws scenes independently of the labels: its scene columns are NaN).
+    """
+    rows = []
+    for seed, cfg in configs.items():
+        w = worlds[seed]
+        hoi = [(w.scenes[k], image_verbs(getattr(w, k))) for k in ("train", "val", "test")]
+        rows.append(dict(world_seed=seed, version=int(cfg.world.version), source="the study's world",
+                         **world_version_row(w.test, w.test_entities, np.concatenate([h[0] for h in hoi]),
+                                             [v for h in hoi for v in h[1]], w.scenes["caption"],
+                                             caption_verbs(w.captions))))
+        if cfg.world.version != 1:
+            v1 = render_split(dataclasses.replace(cfg.world, **VERSION_1), "test", cfg.world.n_test)
+            rows.append(dict(world_seed=seed, version=1, source="version 1, test split rendered",
+                             **world_version_row(v1.annotations, v1.entities, v1.scenes,
+                                                 image_verbs(v1.annotations))))
+    return pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
+
+
+# The pretraining metrics of notebook 02's table, in order, with their units (fractions are reported in percent).
+CLIP_METRICS = {"i2t_top1": "%", "i2t_top5": "%", "t2i_top1": "%", "t2i_top5": "%", "i2t_chance": "%",
+                "t2i_chance": "%", "hoi_top1": "%", "hoi_top5": "%", "hoi_top1_chance": "%", "hoi_map": "%",
+                "hoi_map_chance": "%", "n_texts": "captions", "n_eval": "pairs", "n_train": "pairs",
+                "epochs": "epochs", "train_loss": "nats", "time_s": "s", "images_per_s": "images/s"}
+
+
+def clip_pretraining_table(metrics: dict) -> pd.DataFrame:
+    """{world seed: a pretrained CLIP's `metrics` (`clip_pretrain.pretrain_clip`)} -> long DataFrame world_seed,
+    metric, value, unit: held-out retrieval (i2t / t2i top-1 / top-5 and chance) and zero-shot HOI recognition of
+    the held-out close-ups in percent, then sizes, the final training loss and the time. Metrics a checkpoint lacks
+    are left out."""
+    rows = [dict(world_seed=seed, metric=k, value=float(m[k]) * (100.0 if unit == "%" else 1.0), unit=unit)
+            for seed, m in metrics.items() for k, unit in CLIP_METRICS.items() if k in m]
+    return pd.DataFrame(rows, columns=["world_seed", "metric", "value", "unit"])

@@ -105,3 +105,40 @@ def test_primary_figure_draws_every_seed_and_interval():
     assert len(ax.collections) >= 3  # one point cloud per world column
     bars = [line for line in ax.lines if line.get_marker() == "D"]
     assert [round(float(b.get_ydata()[0]), 6) for b in bars] == [1.0, 2.0, 1.5]
+
+
+def test_clip_pretraining_figure_of_several_worlds():
+    runs = {f"world seed {s}": [{"epoch": e, "loss": 4.0 - e / (s + 2), "i2t_top1": 0.1 * e, "i2t_top5": 0.2 * e,
+                                 "i2t_chance": 0.01 * (s + 1)} for e in (1, 2)] for s in (0, 1)}
+    fig = plotting.plot_clip_pretraining(runs)
+    loss, retrieval = fig.axes
+    assert [line.get_label() for line in loss.lines] == list(runs)
+    assert list(loss.lines[1].get_ydata()) == pytest.approx([4 - 1 / 3, 4 - 2 / 3])
+    labels = [line.get_label() for line in retrieval.lines]
+    assert labels[:4] == ["world seed 0: i2t top1", "world seed 0: i2t top5", "world seed 1: i2t top1",
+                          "world seed 1: i2t top5"]
+    # one chance line per world (their caption pools differ)
+    assert [float(line.get_ydata()[0]) for line in retrieval.lines[4:]] == pytest.approx([1.0, 2.0])
+    with pytest.raises(ValueError, match="without epoch records"):
+        plotting.plot_clip_pretraining({"empty": []})
+
+
+def test_probe_sweep_figure_draws_the_table():
+    rows = []
+    for k, setting in enumerate(["v1", "v2, scene bias 0", "v2, scene bias 1"]):
+        for subset in ("all pairs", "ambiguous pairs"):
+            for comp, gap in (("crop - whole image", 5.0 + k), ("in-place masked - whole image", 1.0 + k)):
+                rows.append(dict(setting=setting, crowded_pct=10.0 + 20 * k, comparison=comp, subset=subset,
+                                 diff_pp=gap, ci95_low_pp=gap - 2, ci95_high_pp=gap + 3))
+    fig = plotting.plot_probe_sweep(pd.DataFrame(rows))
+    assert [ax.get_title() for ax in fig.axes] == ["all pairs", "ambiguous pairs"]
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["v1\n10% crowded", "v2, scene bias 0\n30% crowded",
+                                                             "v2, scene bias 1\n50% crowded"]
+    crop_line = ax.containers[0].lines[0]  # the first series' points, in the settings' order
+    assert list(crop_line.get_ydata()) == pytest.approx([5.0, 6.0, 7.0])
+    segments = ax.containers[0].lines[2][0].get_segments()  # error bars from low to high
+    assert [tuple(s[:, 1]) for s in segments] == [(3.0, 8.0), (4.0, 9.0), (5.0, 10.0)]
+    assert [c.get_label() for c in ax.containers] == ["crop - whole image", "in-place masked - whole image"]
+    with pytest.raises(ValueError, match="no rows"):
+        plotting.plot_probe_sweep(pd.DataFrame(rows).iloc[:0])

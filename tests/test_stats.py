@@ -230,3 +230,82 @@ def test_plot_paired_differences_draws_the_table_intervals():
     assert len(ax.get_yticklabels()) == len(table)
     with pytest.raises(ValueError, match="no rows"):
         plot_paired_differences(table.iloc[:0])
+
+
+# ---- proportions: binomial_interval, paired_accuracy_difference ------------------------------------------------
+@pytest.mark.parametrize("k, n, low, high", [
+    # Newcombe (1998), Stat. Med. 17:857, Table I, the score (Wilson) interval without continuity correction.
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+    # symmetric cases: 5 / 10 -> 0.5 -+ 0.2634; 10 / 10 mirrors 0 / 10
+    (5, 10, 0.2366, 0.7634), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0)])
+def test_wilson_interval_known_values(k, n, low, high):
+    lo, hi = stats.binomial_interval(k, n)
+    assert (lo, hi) == (pytest.approx(low, abs=5e-5), pytest.approx(high, abs=5e-5))
+
+
+def test_wilson_interval_level_and_bad_input():
+    # A wider level widens the interval around the same centre; the bounds never leave [0, 1].
+    lo90, hi90 = stats.binomial_interval(30, 100, level=0.90)
+    lo99, hi99 = stats.binomial_interval(30, 100, level=0.99)
+    assert lo99 < lo90 < 0.3 < hi90 < hi99
+    assert stats.binomial_interval(0, 1)[0] == 0.0 and stats.binomial_interval(1, 1)[1] == 1.0
+    with pytest.raises(ValueError, match="k must be a whole number in"):
+        stats.binomial_interval(11, 10)
+    with pytest.raises(ValueError, match="n must be a positive"):
+        stats.binomial_interval(0, 0)
+    with pytest.raises(ValueError, match="level"):
+        stats.binomial_interval(1, 2, level=1.0)
+
+
+def _correlated_arms(n, seed=1):
+    """Two arms on the same n items: b is right wherever a is, and on 10% more of the items."""
+    rng = np.random.default_rng(seed)
+    a = rng.random(n) < 0.4
+    b = a | (rng.random(n) < 1 / 6)
+    return a, b
+
+
+def test_paired_difference_matches_the_mcnemar_standard_error():
+    # Without clusters the bootstrap SD of b - a is the paired (McNemar) standard error
+    # sqrt(n10 + n01 - (n01 - n10)^2 / n) / n, so the 95% interval spans about 2 * 1.96 of it.
+    a, b = _correlated_arms(2000)
+    iv = stats.paired_accuracy_difference(a, b, replicates=20000)
+    n01, n10, n = int((b & ~a).sum()), int((a & ~b).sum()), len(a)
+    se = math.sqrt(n01 + n10 - (n01 - n10) ** 2 / n) / n
+    assert iv.mean == pytest.approx((n01 - n10) / n)
+    assert iv.high - iv.low == pytest.approx(2 * 1.959964 * se, rel=0.05)
+    assert iv.low < iv.mean < iv.high and (iv.n, iv.clusters) == (2000, 2000)
+    assert verdict(iv) == "supported"
+
+
+def test_paired_difference_resamples_clusters_whole():
+    # Each item copied 4 times into one cluster: the cluster bootstrap draws the same multiplicities as the plain
+    # bootstrap of the originals (same seed, same number of units), so the interval is identical; ignoring the
+    # clusters treats the copies as independent evidence and halves the width.
+    a, b = _correlated_arms(300)
+    a4, b4, img = np.repeat(a, 4), np.repeat(b, 4), np.repeat(np.arange(300), 4)
+    plain = stats.paired_accuracy_difference(a, b, seed=3)
+    clustered = stats.paired_accuracy_difference(a4, b4, clusters=img, seed=3)
+    naive = stats.paired_accuracy_difference(a4, b4, seed=3)
+    assert (clustered.low, clustered.high, clustered.mean) == pytest.approx((plain.low, plain.high, plain.mean))
+    assert clustered.clusters == 300 and clustered.n == 1200
+    assert (naive.high - naive.low) == pytest.approx((plain.high - plain.low) / 2, rel=0.15)
+
+
+def test_paired_difference_edge_cases():
+    same = np.array([1, 0, 1, 1, 0], bool)
+    iv = stats.paired_accuracy_difference(same, same)
+    assert (iv.mean, iv.low, iv.high) == (0.0, 0.0, 0.0) and verdict(iv) == "inconclusive"
+    one = stats.paired_accuracy_difference([0, 0, 1], [1, 1, 1], clusters=[7, 7, 7])
+    assert one.mean == pytest.approx(2 / 3) and (one.low, one.high) == (-math.inf, math.inf)
+    assert "one cluster" in verdict_line(one, unit="pp")
+    named = stats.paired_accuracy_difference([0, 1, 1], [1, 1, 1], clusters=[0, 0, 1], names=("pairs", "images"))
+    assert named.basis == "n = 3 pairs in 2 images, paired bootstrap over images"
+    with pytest.raises(ValueError, match="equal lengths"):
+        stats.paired_accuracy_difference([1, 0], [1])
+    with pytest.raises(ValueError, match=r"b\[1\] = 2"):
+        stats.paired_accuracy_difference([1, 0], [1, 2])
+    with pytest.raises(ValueError, match="2 cluster labels for 3 items"):
+        stats.paired_accuracy_difference([1, 0, 1], [1, 1, 1], clusters=[0, 1])
+    with pytest.raises(ValueError, match="no items"):
+        stats.paired_accuracy_difference([], [])

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from hoilib import stats, study
+from hoilib.data.world import build_world
 
 
 def test_summaries_use_sample_std_over_seeds():
@@ -126,3 +127,47 @@ def test_per_class_table_one_row_per_class_and_run():
         study.per_class_table(pd.DataFrame(rows[:1]), [1], [])
     with pytest.raises(ValueError, match="class 2 but train_counts has 2 classes"):
         study.per_class_table(pd.DataFrame(rows), [1, 1], [])
+
+
+# ---- notebooks 01 and 02: the worlds of a profile, their versions, the probe sweep --------------------------------
+def test_world_configs_follow_the_profile_and_skip_hicodet():
+    cfg = study.experiment_config("default")
+    worlds = study.world_configs(cfg)
+    assert list(worlds) == list(study.WORLD_SEEDS["default"]) == [0, 1]
+    assert [c.world.seed for c in worlds.values()] == [0, 1]
+    assert worlds[1].diff(cfg) == {"world.seed": 1}  # nothing else changes
+    assert study.world_configs(study.experiment_config("hicodet-smoke")) == {}
+    assert set(study.PROBE_SWEEP_IMAGES) == set(study.PROFILES) == set(study.WORLD_SEEDS)
+
+
+def test_world_tables_on_a_tiny_world(tmp_path):
+    cfg = study.experiment_config("smoke", {"world.n_train": 40, "world.n_val": 12, "world.n_test": 10,
+                                            "world.n_caption": 30}, cache_dir=str(tmp_path))
+    configs = study.world_configs(cfg)
+    worlds = {s: build_world(c, progress=False) for s, c in configs.items()}
+    w = worlds[0]
+    splits = study.world_splits_table(w, 0)
+    row = splits.set_index("setting").loc["rf_uc"]
+    assert row["world_seed"] == 0 and row["val_images"] == len(w.val.nonempty_images())
+    unseen = np.isin(w.val.hoi, w.protocols["rf_uc"])
+    assert (row["val_set_pairs"], row["val_other_pairs"]) == (int(unseen.sum()), int((~unseen).sum()))
+
+    t = study.world_versions_table(configs, worlds)
+    assert list(t.columns) == list(study.VERSION_COLUMNS)
+    assert t[["world_seed", "version"]].values.tolist() == [[0, 2], [0, 1]]
+    v2, v1 = t.iloc[0], t.iloc[1]
+    assert v2["test_images"] == v1["test_images"] == 10
+    assert v2["people_per_image"] > v1["people_per_image"]
+    # version 2's captions show a verb's home scene far above chance, its HOI images below; version 1 has no scenes
+    assert v2["caption_scene_home_pct"] > v2["caption_scene_chance_pct"]
+    assert v2["hoi_scene_home_pct"] < v2["hoi_scene_chance_pct"]
+    assert np.isnan([v1["caption_scene_home_pct"], v1["hoi_scene_home_pct"]]).all()
+    assert 0 <= v1["crowded_pct"] <= 100 and 0 <= v2["ambiguous_pct"] <= 100
+
+
+def test_clip_pretraining_table_units():
+    metrics = {0: {"i2t_top1": 0.5, "i2t_chance": 0.004, "time_s": 12.5, "epochs": 4, "history": []},
+               1: {"i2t_top1": 0.3}}
+    t = study.clip_pretraining_table(metrics)
+    assert t.values.tolist() == [[0, "i2t_top1", 50.0, "%"], [0, "i2t_chance", 0.4, "%"], [0, "epochs", 4.0, "epochs"],
+                                 [0, "time_s", 12.5, "s"], [1, "i2t_top1", 30.0, "%"]]
