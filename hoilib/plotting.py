@@ -524,16 +524,65 @@ def plot_ap_vs_frequency(per_class_long, train_counts, unseen=()):
     return fig
 
 
-def plot_detection_quality(quality, metrics=("full", "unseen")):
-    """mAP against the simulated detector's noise level, one line per method (mean ± std over seeds)."""
+def _gap_bars(ax, x, table) -> None:
+    """Paired differences of `table` (mean_diff_map, ci_low_map, ci_high_map, verdict) at positions x, coloured by
+    verdict; an unbounded interval (one pair) is a hollow point labelled "unbounded"."""
+    for xi, r in zip(x, table.itertuples()):
+        colour = VERDICT_COLOURS.get(r.verdict, "black")
+        m, lo, hi = r.mean_diff_map, r.ci_low_map, r.ci_high_map
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.errorbar(xi, m, yerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=3, ms=5)
+        else:
+            ax.plot(xi, m, "o", mfc="none", color=colour, ms=5)
+            ax.annotate("unbounded", (xi, m), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.axhline(0.0, color="black", lw=0.9)
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.3), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for name, g in quality.groupby("method", sort=False):
-            ax.errorbar(g["level"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"], marker="o", capsize=2, label=name)
-        ax.set_xlabel("detector noise level (0 = ground-truth boxes, 1 = default)")
-        ax.set_ylabel(f"{metric} mAP (%)")
+
+def plot_detection_quality(table, pair: tuple, metrics=("full", "unseen")):
+    """`study.detection_quality_comparison` against the detector's COCO box AP: top row, each method's mAP (mean
+    over seeds, each point labelled with its noise level); bottom row, the paired difference b - a with its 95% t
+    interval, coloured by verdict. One column per metric."""
+
+    a, b = pair
+    fig, axes = plt.subplots(2, len(metrics), figsize=(4.6 * len(metrics), 6.2), squeeze=False, sharex="col")
+    for k, metric in enumerate(metrics):
+        t = table[table["metric"] == metric].sort_values("box_ap")
+        top, bottom = axes[0][k], axes[1][k]
+        for name in (a, b):
+            top.plot(t["box_ap"], t[name], marker="o", label=name)
+        for x, y, level in zip(t["box_ap"], t[b], t["level"]):
+            top.annotate(f"×{level:g}", (x, y), xytext=(3, 4), textcoords="offset points", fontsize=7)
+        top.set_ylabel(f"{metric} mAP (%), mean over seeds")
+        _gap_bars(bottom, t["box_ap"].to_numpy(), t)
+        bottom.set_ylabel(f"{b} − {a} ({metric} mAP)")
+        bottom.set_xlabel("detector box AP (COCO, %)")
+        bottom.set_title("paired difference, 95% CI (t, n-1 df)", fontsize=8)
     axes[0][0].legend(fontsize=8)
+    axes[1][-1].legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gap_vs_shortcut(table, pair: tuple, metrics=("full", "unseen")):
+    """`study.shortcut_gap_table`: the paired difference b - a with its 95% t interval on each test world (in the
+    table's order; tick labels give each world's crowded fraction of pairs), coloured by verdict; one panel per
+    metric."""
+
+    a, b = pair
+    worlds = list(dict.fromkeys(table["world"]))
+    crowded = table.drop_duplicates("world").set_index("world")["crowded"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.5 + 1.1 * len(worlds) * len(metrics), 3.8),
+                             squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        t = table[table["metric"] == metric].set_index("world").reindex(worlds).reset_index()
+        _gap_bars(ax, np.arange(len(worlds)), t)
+        ax.set_xticks(np.arange(len(worlds)),
+                      [f"{textwrap.fill(w, 14)}\ncrowded {crowded[w]:.0%}" for w in worlds], fontsize=7)
+        ax.set_xlim(-0.5, len(worlds) - 0.5)
+        ax.set_title(f"{metric} mAP", fontsize=9)
+        ax.set_xlabel("test world", fontsize=8)
+    axes[0][0].set_ylabel(f"{b} − {a} (mAP)\npaired difference, 95% CI (t, n-1 df)")
+    axes[0][-1].legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,8 @@ run's inputs and the training code; the predictions key covers the inference-onl
 `model.zs_topk`, `eval.*`, `data.detections_test`) and the evaluator's code, so a sweep over them re-runs inference
 only. `run_grid` runs a table's worth of experiments (side by side in worker processes) and returns one long data
 frame; `run_sweeps` runs several one-parameter sweeps; `detection_quality_sweep` re-evaluates trained models on test
-detections of several noise levels.
+detections of several noise levels, and `detector_box_ap` scores those detections in COCO's terms;
+`shortcut_sweep` re-evaluates them on test splits of other worlds (`shortcut_worlds` describes those worlds).
 """
 from __future__ import annotations
 
@@ -37,13 +38,17 @@ from tqdm.auto import tqdm
 
 from hoilib import cache, engine
 from hoilib.config import ExperimentConfig
-from hoilib.data.dataset import build_dataset
-from hoilib.data.world import build_world
+from hoilib.data.dataset import HOIDataset, HOISplit, build_dataset
+from hoilib.data.images import ArrayImages
+from hoilib.data.world import build_world, crowding, scene_verb_association
+from hoilib.data.world.stats import image_verbs
 from hoilib.eval import load_predictions, save_predictions
+from hoilib.eval.coco import box_ap
 from hoilib.models.clip_pretrain import clip_cache_path, pretrain_clip
 
 __all__ = ["resolve_clip", "run_experiment", "run_grid", "run_sweeps", "run_dir", "prediction_path",
-           "trained_model", "training_curves", "clip_metrics", "load_run_predictions", "scaled_detector", "detection_quality_sweep", "METRICS"]
+           "trained_model", "training_curves", "clip_metrics", "load_run_predictions", "scaled_detector",
+           "detection_quality_sweep", "detector_box_ap", "shortcut_sweep", "shortcut_worlds", "METRICS"]
 
 METRICS = ("full", "rare", "non_rare", "unseen", "seen")  # mAP columns of run_grid (percent)
 
@@ -344,3 +349,104 @@ def load_run_predictions(cfg: ExperimentConfig) -> dict:
     """The cached test predictions of `cfg` (training and inferring first when they are missing)."""
     run_experiment(cfg, progress=False)
     return load_predictions(prediction_path(cfg))
+
+
+# ---- the detector in COCO terms; the world's shortcut (notebook 08) ------------------------------------------------
+def detector_box_ap(base: ExperimentConfig, levels=(1.0,)) -> pd.DataFrame:
+    """COCO box AP (`hoilib.eval.coco.box_ap`) of the test detections the models are evaluated on, against the
+    test split's annotated boxes.
+
+    The built-in world: the simulated detector scaled by each level (`scaled_detector`, as in
+    `detection_quality_sweep`); it also gets box_ap_all / box_ap50_all against every drawn instance (bystanders and
+    unused objects included), which HICO-DET does not annotate. HICO-DET: the cached DETR detections as they are,
+    one row at level 1.0 (there is nothing to scale; other levels are an error).
+    Returns one row per level: detector, level, box_ap, box_ap50, box_ap75 (percent), box_ap_all, box_ap50_all
+    (percent; NaN on HICO-DET), n_images, n_gt, n_det.
+    """
+    if base.data.dataset != "world" and tuple(float(v) for v in levels) != (1.0,):
+        raise ValueError(f"detector_box_ap: the detections of {base.data.dataset!r} are a fixed cache; only level "
+                         f"1.0 exists, got levels {tuple(levels)}")
+    rows = []
+    for level in levels:
+        cl = base.override(scaled_detector(base, level)) if base.data.dataset == "world" else base
+        test = build_dataset(cl, "test")
+        dets = test.dataset.detections
+        r = box_ap(test.annotations, dets)
+        name = "simulated detector" if base.data.dataset == "world" else f"DETR cache ({Path(dets.source).name})"
+        every = (box_ap(build_world(cl, progress=False).test_entities, dets) if base.data.dataset == "world"
+                 else {"ap": float("nan"), "ap50": float("nan")})
+        rows.append(dict(detector=name, level=float(level), box_ap=r["ap"], box_ap50=r["ap50"], box_ap75=r["ap75"],
+                         box_ap_all=every["ap"], box_ap50_all=every["ap50"], n_images=r["n_images"], n_gt=r["n_gt"],
+                         n_det=r["n_det"]))
+    return pd.DataFrame(rows)
+
+
+# The world fields a shortcut setting may not change, and what a test world leaves out: one training image (the
+# protocols need a training split; the models are trained on `base`'s world), no validation or caption images.
+_TEST_ONLY = {"world.n_train": 1, "world.n_val": 0, "world.n_caption": 0}
+
+
+def _test_world(base: ExperimentConfig, overrides: dict, progress: bool):
+    """The world of `base` changed by `overrides` (world.* keys), generated with its test split only (cached by
+    `build_world` under its own world key). The test split depends on none of _TEST_ONLY, so with no overrides it is
+    `base`'s test split image for image, with the same simulated detections."""
+    bad = [k for k in overrides if not k.startswith("world.") or k in _TEST_ONLY]
+    if bad:
+        raise ValueError(f"a shortcut setting changes world.* fields of the test split only, got {bad}")
+    return build_world(base.override(overrides, _TEST_ONLY), progress=progress)
+
+
+def shortcut_sweep(base: ExperimentConfig, variants: dict, seeds, settings: dict,
+                   progress: bool = False) -> pd.DataFrame:
+    """mAP of models trained on `base`'s world (cached; trained if missing) on test splits of other worlds, by
+    inference only: the locality gap as the whole-image shortcut (`world.scene_bias`) or the crowding changes.
+
+    Args:
+        variants: method name -> dotted overrides (e.g. `study.MAIN_METHODS` entries).
+        seeds: training seeds; every method runs every seed, so methods pair up seed by seed.
+        settings: test-world name -> world.* overrides, e.g. {"scene bias 0": {"world.scene_bias": 0.0}}; {} is
+            `base`'s own test split. Each test world keeps `base`'s size (world.n_test unless overridden) and its
+            own simulated detections (`base`'s detector); unseen classes are `base`'s protocol's, rare classes
+            those of `base`'s training split.
+    Returns:
+        long frame setting (method), world (setting name), seed, metric (unseen, seen, full, rare, non_rare), value
+        (percent), in the order methods x seeds x worlds.
+    """
+    if base.data.dataset != "world":
+        raise ValueError(f"shortcut_sweep: test worlds exist for data.dataset 'world' only, not {base.data.dataset!r}")
+    like = build_dataset(base, "test")
+    splits = {}
+    for name, overrides in settings.items():
+        w = _test_world(base, overrides, progress)
+        splits[name] = HOISplit(dataset=HOIDataset(w.test, ArrayImages(w.test_images), w.det_test), vocab=like.vocab,
+                                annotations=w.test, unseen=like.unseen, rare=like.rare, split="test",
+                                protocol=like.protocol, kept_images=np.arange(w.test.num_images))
+    rows = []
+    bar = tqdm(total=len(variants) * len(seeds) * len(splits), desc="shortcut sweep", unit="eval",
+               disable=not progress, dynamic_ncols=True)
+    for method, overrides in variants.items():
+        for seed in seeds:
+            model, cfg = trained_model(base.override(overrides, {"train.seed": int(seed)}), progress=False)
+            for world, split in splits.items():
+                m = engine.evaluate_run(cfg, engine.infer(cfg, model, progress=False, data=split), data=split)
+                rows += [dict(setting=method, world=world, seed=int(seed), metric=k, value=float(m[k]))
+                         for k in ("unseen", "seen", "full", "rare", "non_rare") if m.get(k) is not None]
+                bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows, columns=["setting", "world", "seed", "metric", "value"])
+
+
+def shortcut_worlds(base: ExperimentConfig, settings: dict, progress: bool = False) -> pd.DataFrame:
+    """What each test world of `shortcut_sweep` asks of a model, one row per setting: world, images, pairs,
+    crowded (fraction of pairs whose union box holds the centre of another instance, `world.crowding`),
+    people_per_image, scene_home and scene_chance (fraction of images whose background is the home scene of one of
+    their verbs, and that fraction when scenes ignore the verbs: `world.scene_verb_association`; NaN in version 1,
+    which has no scenes)."""
+    rows = []
+    for name, overrides in settings.items():
+        w = _test_world(base, overrides, progress)
+        c = crowding(w.test, w.test_entities)
+        s = scene_verb_association(w.scenes["test"], image_verbs(w.test))
+        rows.append(dict(world=name, images=w.test.num_images, pairs=c["pairs"], crowded=c["crowded"],
+                         people_per_image=c["people_per_image"], scene_home=s["home"], scene_chance=s["chance"]))
+    return pd.DataFrame(rows)

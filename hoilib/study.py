@@ -425,12 +425,6 @@ def ablation_comparisons(long: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def detection_quality_table(long: pd.DataFrame) -> pd.DataFrame:
-    """`runs.detection_quality_sweep`'s long frame -> one row per (method, level): <metric>_mean / _std, n_runs."""
-    t = wide_table(summarise(long, by=("setting", "level", "metric")), ["setting", "level"])
-    return t.rename(columns={"setting": "method"})
-
-
 def per_class_table(per_class_long: pd.DataFrame, train_counts, unseen) -> pd.DataFrame:
     """`runs.run_grid(..., per_class=True)`'s "ap_<c>" rows -> one row per (setting, protocol, seed, HOI class): the
     table behind the AP-vs-frequency figure (on HICO-DET, 600 rows per run).
@@ -592,3 +586,87 @@ def clip_pretraining_table(metrics: dict) -> pd.DataFrame:
     rows = [dict(world_seed=seed, metric=k, value=float(m[k]) * (100.0 if unit == "%" else 1.0), unit=unit)
             for seed, m in metrics.items() for k, unit in CLIP_METRICS.items() if k in m]
     return pd.DataFrame(rows, columns=["world_seed", "metric", "value", "unit"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures (notebook 08): detection quality in COCO terms, the locality gap as the world's shortcut grows
+# ---------------------------------------------------------------------------------------------------------
+# The paired comparison of notebook 08: the same CLIP without adapters (a) against LAIN (b), trained with the same
+# seeds (b - a > 0 is LAIN's claim).
+FIGURE_PAIR = ("w/o adapters", "LAIN")
+# Noise levels of the simulated detector (`runs.scaled_detector`): 0 = ground-truth boxes, 1 = the default.
+DETECTION_LEVELS = (0.0, 0.5, 1.0, 1.5, 2.0)
+# Test worlds of `runs.shortcut_sweep` (world.* overrides of the study's world; the models are trained on the
+# study's world, scene_bias 0.8). scene_bias is the probability that an HOI image's background is the home scene of
+# a verb none of its pairs does, i.e. that a whole-image judgement is misled; 0 = scenes independent of the
+# verbs. "version 1 layout" is the first world's layout (mostly one person, groups apart, no scenes) at the
+# study's class frequencies: the same shortcut-free test as scene bias 0, with fewer people around each pair.
+SHORTCUT_SETTINGS = {
+    "scene bias 0": {"world.scene_bias": 0.0},
+    "scene bias 0.5": {"world.scene_bias": 0.5},
+    "scene bias 0.8 (trained on)": {},
+    "scene bias 1.0": {"world.scene_bias": 1.0},
+    "version 1 layout": {"world.version": 1, "world.max_people": 3},
+}
+
+
+def paired_gap_table(long: pd.DataFrame, key: str, pair=FIGURE_PAIR, metrics=("full", "unseen")) -> pd.DataFrame:
+    """The gap b - a of `pair` = (a, b) at each value of `key`, paired over seeds (`stats.comparison_table`).
+
+    Args:
+        long: columns setting, <key>, seed, metric, value (mAP, percent); both methods run with the same seeds.
+    Returns:
+        one row per (<key>, metric), in order of appearance: <key>, metric, <a>, <b> (mean mAP over seeds),
+        comparison ("<b> - <a>"), n_pairs, mean_diff_map, half_width_map, ci_low_map, ci_high_map (95% t interval,
+        n - 1 df), verdict (LAIN's claim: b > a).
+    """
+    a, b = pair
+    t = stats.comparison_table(long.rename(columns={key: "protocol"}), {f"{b} - {a}": (a, b)}, metrics=metrics)
+    d = long[long["setting"].isin(pair) & long["metric"].isin(metrics)]
+    means = d.groupby([key, "metric", "setting"], sort=False)["value"].mean().unstack("setting")[[a, b]]
+    out = t.rename(columns={"protocol": key}).merge(means.reset_index(), on=[key, "metric"], how="left")
+    out.columns.name = None
+    return out[[key, "metric", a, b, "comparison", "n_pairs", "mean_diff_map", "half_width_map", "ci_low_map",
+                "ci_high_map", "verdict"]]
+
+
+def detection_quality_comparison(long: pd.DataFrame, boxes: pd.DataFrame, pair=FIGURE_PAIR,
+                                 metrics=("full", "unseen")) -> pd.DataFrame:
+    """The detection-quality table: each detector setting's COCO box AP beside the HOI mAP of both methods and
+    their paired gap.
+
+    Args:
+        long: `runs.detection_quality_sweep` output (setting, level, seed, metric, value).
+        boxes: `runs.detector_box_ap` output (one row per level).
+    Returns:
+        one row per (level, metric): detector, level, box_ap, box_ap50, box_ap_all, box_ap50_all, then
+        `paired_gap_table`'s columns.
+    """
+    missing = sorted(set(long["level"]) - set(boxes["level"]))
+    if missing:
+        raise ValueError(f"detection_quality_comparison: no box AP for levels {missing}")
+    cols = ["detector", "level", "box_ap", "box_ap50", "box_ap_all", "box_ap50_all"]
+    return boxes[cols].merge(paired_gap_table(long, "level", pair, metrics), on="level", how="inner")
+
+
+def shortcut_gap_table(long: pd.DataFrame, worlds: pd.DataFrame, pair=FIGURE_PAIR,
+                       metrics=("full", "unseen")) -> pd.DataFrame:
+    """The locality gap on each test world: `runs.shortcut_worlds`' description (crowded, people_per_image,
+    scene_home, scene_chance) beside `paired_gap_table` over `runs.shortcut_sweep`'s results; one row per (world,
+    metric), worlds in the order of `worlds`."""
+    cols = ["world", "crowded", "people_per_image", "scene_home", "scene_chance"]
+    return worlds[cols].merge(paired_gap_table(long, "world", pair, metrics), on="world", how="inner")
+
+
+def gap_change(long: pd.DataFrame, key: str, start, end, pair=FIGURE_PAIR, metric: str = "full"):
+    """How the gap b - a changes from `key` = start to `key` = end, seed by seed: the paired t interval
+    (`stats.paired_interval`) of gap(end) - gap(start), where gap(x) is seed s's b - a at x. Both gaps of a seed
+    come from the same two trained models, so the seed is the pair."""
+    a, b = pair
+    d = long[(long["metric"] == metric) & long["setting"].isin(pair)]
+    w = d.pivot_table(index=[key, "seed"], columns="setting", values="value")
+    for x in (start, end):
+        if x not in w.index.get_level_values(0):
+            raise ValueError(f"gap_change: no {metric!r} results at {key} = {x!r}")
+    gap = w[b] - w[a]
+    return stats.paired_interval(gap.loc[start], gap.loc[end])
