@@ -101,4 +101,11 @@ if [ -n "$ONLY" ] && [ "$matched" = 0 ]; then
   echo "run_all: no notebook name starts with '$ONLY' (notebooks: $(basename -a "${notebooks[@]}" | tr '\n' ' '))" >&2
   exit 2
 fi
+# The claims table (results/tables/tab_claims), regenerated from the tables the notebooks wrote; the default
+# profile also writes it into the README (between its claims markers).
+case "$PROFILE" in
+  default) "$PY" -m hoilib.claims results --readme README.md ;;
+  smoke)   "$PY" -m hoilib.claims results/smoke ;;
+  *)       "$PY" -m hoilib.claims "results/$PROFILE" ;;
+esac
 echo "run_all: $PROFILE profile finished in $(( $(date +%s) - start_all )) s ($ran notebooks run)"

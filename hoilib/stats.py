@@ -241,8 +241,9 @@ def comparison_table(long: pd.DataFrame, comparisons: dict, metrics=("full", "un
         protocols: protocols, in row order; None = those of the data, in order of appearance.
         direction: paper direction of the comparisons given as plain tuples (None = +1, "b beats a").
         level: interval coverage (also in `table.attrs["level"]`).
-    Seeds are matched on (protocol, seed). A cell that is NaN for every run of both arms (unseen under full
-    supervision) is left out; a seed run by one arm only, a NaN in one run, or a duplicated run is an error naming
+    Seeds are matched on (protocol, seed). A protocol on which one arm has no run, and a cell that is NaN for every
+    run of both arms (unseen under full supervision), are left out; a seed run by one arm only (of a protocol both
+    ran), a NaN in one run, or a duplicated run is an error naming
     the setting, protocol and seed.
     Returns:
         DataFrame with columns comparison, protocol, metric, n_pairs, mean_diff_map, sd_diff_map, half_width_map,
@@ -271,8 +272,8 @@ def comparison_table(long: pd.DataFrame, comparisons: dict, metrics=("full", "un
         for p in protocols:
             seeds = {s: set(long.loc[(long["setting"] == s) & (long["protocol"] == p), "seed"])
                      for s in (comp.a, comp.b)}
-            if not seeds[comp.a] and not seeds[comp.b]:
-                continue
+            if not seeds[comp.a] or not seeds[comp.b]:
+                continue  # a protocol on which one arm was not run is not compared (e.g. `study.HOICLIP_PROTOCOLS`)
             for s, other in ((comp.a, comp.b), (comp.b, comp.a)):
                 only = sorted(seeds[s] - seeds[other])
                 if only:

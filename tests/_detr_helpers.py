@@ -8,14 +8,6 @@ from hoilib.models.detr import build_detr
 SMALL = dict(min_size=48, max_size=96)  # resize used in the tests (DETR: 800 / 1333)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these convolutions are tiny, and on a shared 2-core machine extra threads only contend
-    (the file runs about 4x faster this way)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from hoilib.models.clip_backbone import build_clip  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 HICO_TEST_JSON = REPO.parent / "shared" / "hicodet" / "instances_test2015.json"
 
@@ -20,6 +22,24 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of many small operations: as fast on 2 cores, and not slowed down many-fold
+    when other processes share the cores (OpenMP threads then wait on each other). Use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """A randomly initialised world CLIP (seed 1234), one per test module."""
+    torch.manual_seed(1234)
+    return build_clip("hoi-world-vit")
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from hoilib.data.vocab import hicodet_vocabulary
 from hoilib.models import detr as detr_mod
 from hoilib.models.detr import detect
 
-from _detr_helpers import SMALL, _image, _one_thread, ckpt, model  # noqa: F401 (fixtures)
+from _detr_helpers import SMALL, _image, ckpt, model  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ---- the CLI on a tiny HICO-DET tree -------------------------------------------------------------------------------
 SIZES = [(64, 48), (40, 56), (64, 48)]  # (W, H); two share a shape

@@ -190,6 +190,11 @@ def test_comparison_table_values():
         ["contradicted", "contradicted"]
     only = comparison_table(_long(), {"B vs A": ("A", "B")}, metrics=("full",), protocols=["supervised"])
     assert only.protocol.tolist() == ["supervised"]
+    # a protocol on which one arm was not run at all is left out, not an error (the main table's HOICLIP rows)
+    partial = _long()
+    partial = partial[~((partial.setting == "B") & (partial.protocol == "rf_uc"))]
+    t = comparison_table(partial, {"B vs A": ("A", "B")}, metrics=("full",))
+    assert t.protocol.tolist() == ["supervised"]
 
 
 def test_comparison_table_errors():

@@ -171,3 +171,27 @@ def test_clip_pretraining_table_units():
     t = study.clip_pretraining_table(metrics)
     assert t.values.tolist() == [[0, "i2t_top1", 50.0, "%"], [0, "i2t_chance", 0.4, "%"], [0, "epochs", 4.0, "epochs"],
                                  [0, "time_s", 12.5, "s"], [1, "i2t_top1", 30.0, "%"]]
+
+
+@pytest.mark.parametrize("profile", ["default", "hicodet"])
+def test_main_runs_trains_hoiclip_on_its_protocols_only(monkeypatch, profile):
+    calls = []
+
+    def fake_grid(cfg, variants, seeds=(0,), protocols=None, progress=True):
+        calls.append((tuple(variants), dict(protocols)))
+        return pd.DataFrame([dict(setting=v, protocol=p, seed=s, metric="full", value=1.0)
+                             for v in variants for p, ss in protocols.items() for s in ss])
+
+    monkeypatch.setattr(study.runs, "run_grid", fake_grid)
+    long = study.main_runs(study.experiment_config(profile), progress=False)
+    (pair, plan), (hoiclip, kept) = calls
+    assert pair == ("w/o adapters", "LAIN") and hoiclip == ("LAIN + HOICLIP components",)
+    draws = study.UC_DRAWS[profile]
+    assert plan == {**{p: list(study.SEEDS[profile]) for p in study.MAIN_PROTOCOLS if p != "uc"},
+                    **{d: [k] for k, d in enumerate(draws)}}
+    want = {"rf_uc", "nf_uc"} if profile == "default" else set(plan)
+    assert set(kept) == want and all(kept[p] == plan[p] for p in kept)
+    # the main table then has LAIN + HOICLIP components only where it was trained, and compares it only there
+    t = study.paired_table(long, study.MAIN_COMPARISONS, metrics=("full",))
+    hoiclip_rows = t[t.comparison == "HOICLIP components - LAIN"]
+    assert len(hoiclip_rows) == len({("uc" if p.startswith("uc") else p) for p in want})

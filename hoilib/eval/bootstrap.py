@@ -36,8 +36,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from hoilib.data.annotations import HOIAnnotations
-from hoilib.data.splits import hicodet_protocol, hicodet_rare
-from hoilib.eval.hoi_map import AP_METHODS, MATLAB_11_POINTS, _class_list, _percent, match_detections
+from hoilib.eval.hoi_map import AP_METHODS, MATLAB_11_POINTS, _percent, class_lists, match_detections
 
 METRICS = ("full", "rare", "non_rare", "unseen", "seen")
 _CHUNK = 128  # replicates per block: [128, T] float64 arrays stay small for world- and HICO-sized sets
@@ -194,20 +193,8 @@ def paired_bootstrap(gt: HOIAnnotations, pred_a: dict, pred_b: dict, *, iou_rule
         {metric: BootstrapInterval}.
     """
     C = gt.num_classes
-    if rare is None:
-        if C != 600 and metrics is not None and {"rare", "non_rare"} & set(metrics):
-            raise ValueError(f"rare=None means the HICO-DET rare list, which needs 600 classes; these annotations "
-                             f"have {C}: pass rare= explicitly")
-        rare_cls = hicodet_rare() if C == 600 else np.zeros(0, np.int64)
-    else:
-        rare_cls = _class_list(rare, C, "rare")
-    if isinstance(unseen, str):
-        if C != 600:
-            raise ValueError(f"protocol name {unseen!r} refers to HICO-DET's 600 classes; these annotations have {C}")
-        unseen = hicodet_protocol(unseen)
-    unseen_cls = None if unseen is None else _class_list(unseen, C, "unseen")
-    if unseen_cls is not None and unseen_cls.size == 0:
-        unseen_cls = None
+    rare_cls, unseen_cls = class_lists(C, rare, unseen,
+                                       need_rare=metrics is not None and bool({"rare", "non_rare"} & set(metrics)))
     metrics = (("full",) if unseen_cls is None else ("full", "unseen")) if metrics is None else tuple(metrics)
     bad = [m for m in metrics if m not in METRICS]
     if bad:

@@ -265,6 +265,28 @@ def _class_list(x, C: int, name: str) -> np.ndarray:
     return a
 
 
+def class_lists(C: int, rare, unseen, need_rare: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rare classes, unseen classes or None) of an evaluation over C classes.
+
+    rare=None means HICO-DET's rare list (600 classes; with other annotations an error when `need_rare`, else no
+    rare classes); unseen: None, class ids, or a HICO-DET protocol name; an empty unseen list means None."""
+    if rare is None:
+        if C != 600 and need_rare:
+            raise ValueError(f"rare=None means the HICO-DET rare list, which needs 600 classes; these annotations "
+                             f"have {C}: pass rare= explicitly (e.g. rare_from_counts(train.class_counts()))")
+        rare_cls = hicodet_rare() if C == 600 else np.zeros(0, np.int64)
+    else:
+        rare_cls = _class_list(rare, C, "rare")
+    if isinstance(unseen, str):
+        if C != 600:
+            raise ValueError(f"protocol name {unseen!r} refers to HICO-DET's 600 classes; these annotations have {C}")
+        unseen = hicodet_protocol(unseen)
+    unseen_cls = None if unseen is None else _class_list(unseen, C, "unseen")
+    if unseen_cls is not None and unseen_cls.size == 0:
+        unseen_cls = None
+    return rare_cls, unseen_cls
+
+
 def _min_iou(det_h, det_o, gt_h, gt_o, gt_area_h, gt_area_o, c, rows):
     """min(IoU_h, IoU_o) of each expanded (detection, GT row) pair, continuous xyxy.
 
@@ -362,20 +384,7 @@ def evaluate(gt: HOIAnnotations, pred: dict, *, rare=None, unseen=None, iou_rule
     if ap not in AP_METHODS:
         raise ValueError(f"ap must be one of {AP_METHODS}, got {ap!r}")
     C = gt.num_classes
-    if rare is None:
-        if C != 600:
-            raise ValueError(f"rare=None means the HICO-DET rare list, which needs 600 classes; these annotations "
-                             f"have {C}: pass rare= explicitly (e.g. rare_from_counts(train.class_counts()))")
-        rare_cls = hicodet_rare()
-    else:
-        rare_cls = _class_list(rare, C, "rare")
-    if isinstance(unseen, str):
-        if C != 600:
-            raise ValueError(f"protocol name {unseen!r} refers to HICO-DET's 600 classes; these annotations have {C}")
-        unseen = hicodet_protocol(unseen)
-    unseen_cls = None if unseen is None else _class_list(unseen, C, "unseen")
-    if unseen_cls is not None and unseen_cls.size == 0:
-        unseen_cls = None
+    rare_cls, unseen_cls = class_lists(C, rare, unseen)
     m = match_detections(gt, pred, iou_rule=iou_rule, known_object=known_object, include_empty=include_empty)
     num_gt = np.bincount(gt.hoi, minlength=C)
     num_det = np.bincount(m["hoi"], minlength=C)

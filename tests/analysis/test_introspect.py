@@ -7,7 +7,7 @@ import torch
 from hoilib import analysis
 from hoilib.config import ExperimentConfig
 from hoilib.data.vocab import Vocabulary
-from hoilib.models import build_clip, build_model
+from hoilib.models import build_model
 
 VERBS = ("hold", "ride", "no_interaction")
 OBJECTS = ("person", "bicycle", "ball")
@@ -22,10 +22,6 @@ def toy_vocab() -> Vocabulary:
         hoi_prompts=tuple(f"a photo of a person {VERBS[v]}ing a {OBJECTS[o]}" for v, o in HOI), no_interaction=2)
 
 
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(1234)
-    return build_clip("hoi-world-vit")
 
 
 def make(clip, **model):

@@ -10,7 +10,7 @@ from torch import nn
 
 from hoilib import engine
 from hoilib.config import ExperimentConfig
-from hoilib.models import build_clip, build_model, build_seeded, stream_seed
+from hoilib.models import build_model, build_seeded, stream_seed
 from hoilib.study import ABLATIONS, MAIN_METHODS
 
 from _engine_standins import tiny_split
@@ -20,18 +20,9 @@ BASELINE = ABLATIONS["w/o adapters"]
 HOICLIP = MAIN_METHODS["LAIN + HOICLIP components"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(1234)
-    return build_clip("hoi-world-vit")
 
 
 def make(clip, overrides=None, vocab=None, unseen=UNSEEN):

@@ -15,7 +15,9 @@ from hoilib.models.detr import (COCO91_KEEP, CheckpointError, NestedTensor, dete
                                 load_detr, nested_tensor_from_tensor_list, preprocess, resize_shape)
 from hoilib.models.pairs import select_detections
 
-from _detr_helpers import SMALL, _image, _one_thread, ckpt, model  # noqa: F401 (fixtures)
+from _detr_helpers import SMALL, _image, ckpt, model  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def official_detr_r50_keys(num_layers=(6, 6)) -> list:
     """The state_dict keys of DETR-R50 checkpoints, written out from the structure of the public code:

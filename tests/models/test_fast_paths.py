@@ -32,18 +32,12 @@ LOGIT_ATOL = 1e-4  # logits are scale (14.3) x cosine: |logit| <= ~15
 RTOL_MAX = 2e-4  # gradients: max |fast - ref| <= RTOL_MAX * max |ref| per parameter tensor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(1234)
-    return build_clip("hoi-world-vit").requires_grad_(False)
+def clip(clip):
+    return clip.requires_grad_(False)
 
 
 def _assert_scaled_close(a, b, rel, what):

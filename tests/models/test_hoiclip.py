@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hoilib.config import ExperimentConfig
-from hoilib.models import build_clip, build_model
+from hoilib.models import build_model
 from hoilib.models.hoiclip import final_scores
 
 from test_lain import UNSEEN, random_dets, toy_vocab
@@ -50,10 +50,6 @@ def test_without_zero_shot_scores_both_rules_are_the_plain_score():
         final_scores(LOGITS, PRIOR, ZS[:1], "hoiclip")
 
 
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(1234)
-    return build_clip("hoi-world-vit")
 
 
 def make(clip, **model):

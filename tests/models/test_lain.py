@@ -32,20 +32,9 @@ def toy_vocab() -> Vocabulary:
         hoi_prompts=tuple(f"a photo of a person {VERBS[v]}ing a {OBJECTS[o]}" for v, o in HOI), no_interaction=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tests are many small ops: one thread is as fast on 2 cores and is not slowed down many-fold when
-    other processes share the cores (OpenMP threads then wait on each other)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(1234)
-    return build_clip("hoi-world-vit")
 
 
 def make(clip, protocol_unseen=UNSEEN, **model):
