@@ -385,17 +385,25 @@ class LAIN(nn.Module):
                                 labels=torch.cat([d["labels"] for d in detections])[idx].long(), feats=feats,
                                 n_box=n_box, pairs=pairs[:, 1:], n_pair=n_pair))
 
+    def _patch_tokens(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """The frozen patch embedding with positions: patches [B, G, D] and the CLS token [B, 1, D]."""
+        vis = self.clip.visual
+        b, d = images.shape[0], self.width
+        gh, gw = self.grid
+        with torch.no_grad():
+            pe = vis.conv1(images.to(vis.conv1.weight.dtype))  # [B, D, Gh, Gw]
+            pe = pe + vis.positional_embedding[1:].t().reshape(1, d, gh, gw).to(pe.dtype)
+        patches = pe.flatten(2).transpose(1, 2)  # [B, G, D]
+        cls = (vis.class_embedding + vis.positional_embedding[0]).to(patches.dtype).expand(b, 1, d)
+        return patches, cls
+
     def _encode_flat(self, images: Tensor, k: dict, return_tokens: bool = False):
         """`encode` on the flat form: [P, E] projected HO tokens (and the final [B, 1 + G, D] image tokens)."""
         vis = self.clip.visual
         b, d = images.shape[0], self.width
         gh, gw = self.grid
         dev = images.device
-        with torch.no_grad():  # the frozen patch embedding
-            pe = vis.conv1(images.to(vis.conv1.weight.dtype))  # [B, D, Gh, Gw]
-            pe = pe + vis.positional_embedding[1:].t().reshape(1, d, gh, gw).to(pe.dtype)
-        patches = pe.flatten(2).transpose(1, 2)  # [B, G, D]
-        cls = (vis.class_embedding + vis.positional_embedding[0]).to(patches.dtype).expand(b, 1, d)
+        patches, cls = self._patch_tokens(images)
         boxes, n_all = k["boxes"], k["boxes"].shape[0]
         img = torch.arange(b, device=dev)
         full = images.new_tensor([0.0, 0.0, self._size, self._size]).expand(b, 4)
@@ -475,11 +483,7 @@ class LAIN(nn.Module):
         counts = [int(k["pairs"].shape[0]) for k in kept]
         n_max = max(counts)
         dev = images.device
-        with torch.no_grad():  # the frozen patch embedding
-            pe = vis.conv1(images.to(vis.conv1.weight.dtype))  # [B, D, Gh, Gw]
-            pe = pe + vis.positional_embedding[1:].t().reshape(1, d, gh, gw).to(pe.dtype)
-        patches = pe.flatten(2).transpose(1, 2)  # [B, G, D]
-        cls = (vis.class_embedding + vis.positional_embedding[0]).to(patches.dtype).expand(b, 1, d)
+        patches, cls = self._patch_tokens(images)
 
         # Flat bookkeeping: kept boxes of all images, then one full-image box per image (the CLS pseudo-pair).
         n_box = [int(k["boxes"].shape[0]) for k in kept]
