@@ -185,8 +185,9 @@ def plot_sweeps(tables: dict, metric: str = "full"):
     for ax, (name, t) in zip(axes[0], tables.items()):
         x = t[name].astype(float).to_numpy()
         y = np.nan_to_num(t[f"{metric}_diff_map"].astype(float).to_numpy())
-        lo = np.nan_to_num(t[f"{metric}_ci_low_map"].astype(float).to_numpy())
-        hi = np.nan_to_num(t[f"{metric}_ci_high_map"].astype(float).to_numpy())
+        # An interval that does not exist (one seed: NaN or infinite limits) is drawn as the point alone.
+        lo, hi = (t[f"{metric}_ci_{b}_map"].astype(float).to_numpy() for b in ("low", "high"))
+        lo, hi = np.where(np.isfinite(lo), lo, y), np.where(np.isfinite(hi), hi, y)
         colours = [VERDICT_COLOURS.get(v, "black") for v in t[f"{metric}_verdict"]]
         for xi, yi, l, h, c in zip(x, y, lo, hi, colours):
             ax.errorbar(xi, yi, yerr=[[yi - l], [h - yi]], fmt="o", color=c, capsize=3)

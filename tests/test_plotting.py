@@ -142,3 +142,18 @@ def test_probe_sweep_figure_draws_the_table():
     assert [c.get_label() for c in ax.containers] == ["crop - whole image", "in-place masked - whole image"]
     with pytest.raises(ValueError, match="no rows"):
         plotting.plot_probe_sweep(pd.DataFrame(rows).iloc[:0])
+
+
+def test_sweep_figure_of_one_seed_draws_points_without_intervals():
+    """With one seed the t interval does not exist (infinite or NaN limits): the points are drawn, the axis stays finite."""
+    t = pd.DataFrame({"lambda": [0.0, 1.0, 2.8], "full_diff_map": [-1.5, 0.5, np.nan],
+                      "full_ci_low_map": [-np.inf, np.nan, np.nan], "full_ci_high_map": [np.inf, np.nan, np.nan],
+                      "full_verdict": ["inconclusive", "inconclusive", "(the paper's value)"],
+                      "chosen_on_val": [False, True, False]})
+    fig = plotting.plot_sweeps({"lambda": t})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [float(c.lines[0].get_ydata()[0]) for c in ax.containers] == [-1.5, 0.5, 0.0]
+    low, high = ax.get_ylim()
+    assert -3.0 < low < -1.5 and 0.5 < high < 3.0
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":"] == [1.0]
