@@ -220,15 +220,7 @@ def plot_paired_differences(table, title: str = "", unit: str = "mAP"):
     labels = [f"{world(r)}{r.comparison} | {r.protocol} | {r.metric} (n = {r.n_pairs})" for r in table.itertuples()]
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(7.5, 1.3 + 0.42 * len(table)))
-    for k, r in enumerate(table.itertuples()):
-        colour = VERDICT_COLOURS.get(r.verdict, "black")
-        m, lo, hi = r.mean_diff_map, r.ci_low_map, r.ci_high_map
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.errorbar(m, k, xerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=3, ms=5)
-        else:
-            ax.plot(m, k, "o", mfc="none", color=colour, ms=5)
-            ax.annotate("unbounded", (m, k), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
-    ax.axvline(0.0, color="black", lw=0.9)
+    _gap_bars(ax, np.arange(len(table)), table, horizontal=True)
     ax.set_yticks(np.arange(len(table)), labels, fontsize=8)
     for tick, primary in zip(ax.get_yticklabels(), table["primary"]):
         tick.set_fontweight("bold" if primary else "normal")
@@ -525,18 +517,22 @@ def plot_ap_vs_frequency(per_class_long, train_counts, unseen=()):
     return fig
 
 
-def _gap_bars(ax, x, table) -> None:
-    """Paired differences of `table` (mean_diff_map, ci_low_map, ci_high_map, verdict) at positions x, coloured by
-    verdict; an unbounded interval (one pair) is a hollow point labelled "unbounded"."""
-    for xi, r in zip(x, table.itertuples()):
+def _gap_bars(ax, positions, table, horizontal: bool = False) -> None:
+    """Paired differences of `table` (mean_diff_map, ci_low_map, ci_high_map, verdict) at `positions` (on the x axis;
+    on the y axis, with the differences along x, when `horizontal`), coloured by verdict, and a line at 0; an
+    unbounded interval (one pair) is a hollow point labelled "unbounded"."""
+    for pos, r in zip(positions, table.itertuples()):
         colour = VERDICT_COLOURS.get(r.verdict, "black")
         m, lo, hi = r.mean_diff_map, r.ci_low_map, r.ci_high_map
+        xy = (m, pos) if horizontal else (pos, m)
         if np.isfinite(lo) and np.isfinite(hi):
-            ax.errorbar(xi, m, yerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=3, ms=5)
+            err = {"xerr" if horizontal else "yerr": [[m - lo], [hi - m]]}
+            ax.errorbar(*xy, **err, fmt="o", color=colour, capsize=3, ms=5)
         else:
-            ax.plot(xi, m, "o", mfc="none", color=colour, ms=5)
-            ax.annotate("unbounded", (xi, m), xytext=(4, 4), textcoords="offset points", fontsize=7)
-    ax.axhline(0.0, color="black", lw=0.9)
+            ax.plot(*xy, "o", mfc="none", color=colour, ms=5)
+            label = dict(xytext=(6, 0), va="center") if horizontal else dict(xytext=(4, 4))
+            ax.annotate("unbounded", xy, textcoords="offset points", fontsize=7, **label)
+    (ax.axvline if horizontal else ax.axhline)(0.0, color="black", lw=0.9)
 
 
 def plot_detection_quality(table, pair: tuple, metrics=("full", "unseen")):
