@@ -173,9 +173,9 @@ class Validation:
         return pd.DataFrame(rows)
 
 
-def _best_value(long: pd.DataFrame, metric: str = "full"):
-    """The tried value with the highest mean `metric` over methods and seeds (the first of equals)."""
-    m = long[long["metric"] == metric].groupby("tried", sort=False)["value"].mean()
+def _best_value(long: pd.DataFrame, metric: str = "full", by: str = "tried"):
+    """The value of column `by` with the highest mean `metric` over methods and seeds (the first of equals)."""
+    m = long[long["metric"] == metric].groupby(by, sort=False)["value"].mean()
     return m.index[int(np.argmax(m.to_numpy()))]
 
 
@@ -471,8 +471,7 @@ def per_class_table(per_class_long: pd.DataFrame, train_counts, unseen) -> pd.Da
 def best_on_validation(long: pd.DataFrame, metric: str = "full") -> float:
     """The swept value with the best mean validation `metric` over seeds (a `runs.run_sweeps` frame evaluated on the
     validation split)."""
-    m = long[long["metric"] == metric].groupby("setting", sort=False)["value"].mean()
-    return float(m.index[int(np.argmax(m.to_numpy()))])
+    return float(_best_value(long, metric, by="setting"))
 
 
 def sweep_comparisons(name: str) -> dict:
