@@ -230,13 +230,19 @@ def atomic_dir(final):
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs. A zombie (a process that has ended but that nobody reaped: the orphaned
+    workers of a killed parent in a container whose first process reaps nothing) counts as ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask (not Linux): the signal test above is all there is
+    return state not in ("Z", "X")
 
 
 def sweep_stale(folder) -> list:

@@ -2,6 +2,7 @@
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,23 @@ def test_sweep_stale_removes_what_dead_processes_left(tmp_path):
     removed = cache.sweep_stale(tmp_path)
     assert sorted(p.name for p in removed) == sorted([f".checkpoint.pt.tmp-{pid}-0000abcd", f".world.tmp-{pid}-0000abcd"])
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted([mine.name, "checkpoint.pt"])
+
+
+def test_sweep_stale_takes_a_zombie_for_ended(tmp_path):
+    """A killed parent's workers that nobody reaps (a container whose first process reaps nothing) linger as zombies:
+    what they left is still stale."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path("/proc") / str(child.pid) / "stat"
+    for _ in range(200):  # wait until it has ended, without reaping it
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the child did not end")
+    left = tmp_path / f".checkpoint.pt.tmp-{child.pid}-0000abcd"
+    left.write_bytes(b"")
+    try:
+        assert cache.sweep_stale(tmp_path) == [left]
+        assert not left.exists()
+    finally:
+        child.wait()
