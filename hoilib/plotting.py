@@ -277,7 +277,12 @@ def plot_primary(per_seed, table, title: str = "", unit: str = "mAP"):
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         pts = per_seed[per_seed["metric"] == m]
-        sns.stripplot(data=pts, x="world", y="diff_map", order=worlds, ax=ax, color="0.45", size=4, jitter=0.15)
+        for k, w in enumerate(worlds):  # seeds side by side in seed order: the same figure from the same numbers
+            y = pts.loc[pts["world"] == w].sort_values("seed")["diff_map"].to_numpy(float)
+            ax.plot(k + np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.full(len(y), float(k)), y, "o",
+                    color="0.45", ms=4)
+        ax.set_xticks(range(len(worlds)), [str(w) for w in worlds])
+        ax.set_xlim(-0.5, len(worlds) - 0.5)
         for k, w in enumerate(worlds):
             r = table[(table["metric"] == m) & (table["world"] == w)]
             if len(r):

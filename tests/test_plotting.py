@@ -1,4 +1,6 @@
 """Figures: every series drawn, image sources read like arrays, correctness shown in colour."""
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,9 +104,18 @@ def test_primary_figure_draws_every_seed_and_interval():
     table = study.replicated_table(frames, study.PRIMARY)
     fig = plotting.plot_primary(per_seed, table)
     ax = fig.axes[0]
-    assert len(ax.collections) >= 3  # one point cloud per world column
+    clouds = [line for line in ax.lines if line.get_marker() == "o"]  # one point per seed in each world column
+    assert [len(c.get_ydata()) for c in clouds] == [4, 4, 8]
+    assert [round(float(np.mean(c.get_xdata())), 6) for c in clouds] == [0.0, 1.0, 2.0]
     bars = [line for line in ax.lines if line.get_marker() == "D"]
     assert [round(float(b.get_ydata()[0]), 6) for b in bars] == [1.0, 2.0, 1.5]
+    # the same numbers give the same picture (no random jitter)
+    pngs = []
+    for _ in range(2):
+        buf = io.BytesIO()
+        plotting.plot_primary(per_seed, table).savefig(buf, format="png")
+        pngs.append(buf.getvalue())
+    assert pngs[0] == pngs[1]
 
 
 def test_clip_pretraining_figure_of_several_worlds():
