@@ -2,7 +2,7 @@
 # Regenerate the study, or run its tests. Sets up the environment (.venv, from env.yml) when needed.
 #
 #   ./run_all.sh [PROFILE] [--redo] [--only NN]   run the notebooks in order with papermill
-#       PROFILE = default  the full study on the built-in world (CPU, ~100 min on 2 cores); writes results/ and results/executed/
+#       PROFILE = default  the full study on the built-in world (CPU, ~80 min on 2 cores); writes results/ and results/executed/
 #                 smoke    a tiny run (minutes); re-executes notebooks/ in place (the outputs nbval checks),
 #                          writes results/smoke/
 #                 hicodet  real HICO-DET + ViT-B/16 on a GPU; needs HICODET_ROOT and CLIP_WEIGHTS set;
