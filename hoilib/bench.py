@@ -140,6 +140,37 @@ def bench_world(cfg: ExperimentConfig, device: torch.device, steps: int = 8, rep
     return r
 
 
+# Operations an exact fast path keeps: the GEMMs, the attention and convolution kernels, and the dropout masks (drawn
+# as the reference draws them, so that a fast training run equals the reference's).
+KEPT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::bernoulli_", "aten::mkldnn_convolution",
+            "aten::convolution_backward", "aten::_scaled_dot_product_flash_attention_for_cpu",
+            "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
+def kept_op_times(fn, steps: int) -> tuple[float, dict]:
+    """Profile one call of `fn`, which runs `steps` steps (torch.profiler, CPU self time). Returns (ms per step over
+    every operation, {operation of KEPT_OPS: ms per step})."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    ops = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ops) / steps / 1e3
+    return total, {e.key: e.self_cpu_time_total / steps / 1e3 for e in ops if e.key in KEPT_OPS}
+
+
+def world_kept_ops(cfg: ExperimentConfig, steps: int = 8) -> tuple[float, dict]:
+    """`kept_op_times` of the world's fast training step (CPU, `steps` steps): what bounds any exact speed-up."""
+    model, batches, seen = world_setup(cfg)
+    model.fast_path = True
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4, weight_decay=1e-4)
+
+    def run(n):
+        time_steps(model, batches, torch.device("cpu"), n, warmup=0, grad_clip=cfg.train.grad_clip, seen_mask=seen,
+                   optimizer=opt)
+
+    run(1)  # warm-up
+    return kept_op_times(lambda: run(steps), steps)
+
+
 # ---- (b) ViT-B/16 at 224 px ---------------------------------------------------------------------------------
 def synthetic_items(n: int, n_people: int, n_objects: int, size: int = 224, seed: int = 0,
                     num_objects: int = 80, feat_dim: int = 256, vocab=None) -> list:
@@ -350,6 +381,9 @@ def main(argv=None) -> list:
     ap.add_argument("--batch-size", type=int, default=0, help="ViT batch size (default: 2 on CPU, 8 on GPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as the study's runs)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    ap.add_argument("--kept-ops", action="store_true",
+                    help="world: also profile the fast training step's time in the operations an exact rewrite\n"
+                         "keeps (GEMMs, attention, convolution, dropout masks) and print the speed-up they allow")
     ap.add_argument("--json", default="", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
 
@@ -385,6 +419,15 @@ def main(argv=None) -> list:
             results.append(bench_world(cfg, dev, steps=args.steps or (20 if gpu else 8), reps=args.reps or 3,
                                        amp=gpu))
             _print(results[-1])
+            if args.kept_ops and not gpu:
+                total, kept = world_kept_ops(cfg, args.steps or 8)
+                ref_ms = 1e3 * results[-1]["batch_size"] / results[-1]["train_ref"]
+                print(f"world train, fast path profiled: {total:.1f} ms/step, of which {sum(kept.values()):.1f} ms in "
+                      f"operations an exact rewrite keeps (" + ", ".join(
+                          f"{k.removeprefix('aten::')} {v:.1f}" for k, v in sorted(kept.items(), key=lambda kv: -kv[1]))
+                      + f"); the reference step takes {ref_ms:.1f} ms: no exact fast path exceeds "
+                        f"{ref_ms / sum(kept.values()):.2f}x", flush=True)
+                results[-1].update(kept_ops_ms=kept, profiled_step_ms=total)
         if args.only in (None, "vit"):
             for n in args.pairs:
                 results.append(bench_vit(dev, n, steps=args.steps or (20 if gpu else 2),
