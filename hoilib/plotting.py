@@ -277,13 +277,11 @@ def plot_primary(per_seed, table, title: str = "", unit: str = "mAP"):
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         pts = per_seed[per_seed["metric"] == m]
-        for k, w in enumerate(worlds):  # seeds side by side in seed order: the same figure from the same numbers
+        for k, w in enumerate(worlds):
+            # seeds side by side in seed order (no random jitter): the same figure from the same numbers
             y = pts.loc[pts["world"] == w].sort_values("seed")["diff_map"].to_numpy(float)
             ax.plot(k + np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.full(len(y), float(k)), y, "o",
                     color="0.45", ms=4)
-        ax.set_xticks(range(len(worlds)), [str(w) for w in worlds])
-        ax.set_xlim(-0.5, len(worlds) - 0.5)
-        for k, w in enumerate(worlds):
             r = table[(table["metric"] == m) & (table["world"] == w)]
             if len(r):
                 r = r.iloc[0]
@@ -291,6 +289,8 @@ def plot_primary(per_seed, table, title: str = "", unit: str = "mAP"):
                 if np.isfinite(r["ci_low_map"]) and np.isfinite(r["ci_high_map"]):
                     ax.errorbar(k + 0.3, r["mean_diff_map"], yerr=[[r["mean_diff_map"] - r["ci_low_map"]],
                                 [r["ci_high_map"] - r["mean_diff_map"]]], fmt="D", color=c, capsize=4, ms=6)
+        ax.set_xticks(range(len(worlds)), [str(w) for w in worlds])
+        ax.set_xlim(-0.5, len(worlds) - 0.5)
         ax.axhline(0.0, color="black", lw=0.9)
         ax.set_xlabel("world seed")
         ax.set_ylabel(f"paired difference [{unit}]")

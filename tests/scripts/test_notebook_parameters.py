@@ -22,4 +22,3 @@ def test_papermill_reads_every_parameter_line(nb, caplog):
                   if "parameters" in c.metadata.get("tags", []) for line in c.source.splitlines()
                   if line.strip() and not line.lstrip().startswith("#"))
     assert len(params) == n_lines  # each assignment line is a parameter papermill knows
-
